@@ -1,0 +1,76 @@
+//! Per-sequence key/value cache. Each sequence owns one `SequenceCache` (one `LayerCache` per
+//! layer), so the engine can hold many sequences of different lengths and free one the moment it
+//! ends. Buffers grow in blocks of `BLOCK` positions and are written in place, so a decode step
+//! copies one position per layer instead of the whole history.
+
+use candle_core::{Result, Tensor};
+
+/// Positions added at a time when a layer's buffer is full.
+const BLOCK: usize = 256;
+
+#[derive(Default)]
+pub struct LayerCache {
+    /// [1, n_kv_heads, capacity, head_dim]; the first `len` positions are valid.
+    k: Option<Tensor>,
+    v: Option<Tensor>,
+    len: usize,
+}
+
+impl LayerCache {
+    /// Appends `k`, `v` ([1, n_kv_heads, new, head_dim]) and returns every cached position,
+    /// [1, n_kv_heads, len + new, head_dim] each (views into the buffers).
+    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let new = k.dim(2)?;
+        let needed = self.len + new;
+        let capacity = self.k.as_ref().map_or(Ok(0), |t| t.dim(2))?;
+        if needed > capacity {
+            let capacity = needed.div_ceil(BLOCK) * BLOCK;
+            self.k = Some(grow(self.k.as_ref(), k, self.len, capacity)?);
+            self.v = Some(grow(self.v.as_ref(), v, self.len, capacity)?);
+        }
+        let (kb, vb) = (self.k.as_ref().unwrap(), self.v.as_ref().unwrap());
+        kb.slice_set(&k.contiguous()?, 2, self.len)?;
+        vb.slice_set(&v.contiguous()?, 2, self.len)?;
+        self.len = needed;
+        Ok((kb.narrow(2, 0, needed)?, vb.narrow(2, 0, needed)?))
+    }
+}
+
+/// A buffer of `capacity` positions holding the first `len` positions of `old`.
+fn grow(old: Option<&Tensor>, like: &Tensor, len: usize, capacity: usize) -> Result<Tensor> {
+    let (b, heads, _, head_dim) = like.dims4()?;
+    let buffer = Tensor::zeros((b, heads, capacity, head_dim), like.dtype(), like.device())?;
+    if let Some(old) = old {
+        buffer.slice_set(&old.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+    }
+    Ok(buffer)
+}
+
+/// The cache of one sequence: every layer's keys and values for its positions so far.
+pub struct SequenceCache {
+    pub layers: Vec<LayerCache>,
+    len: usize,
+}
+
+impl SequenceCache {
+    pub fn new(num_layers: usize) -> Self {
+        SequenceCache {
+            layers: (0..num_layers).map(|_| LayerCache::default()).collect(),
+            len: 0,
+        }
+    }
+
+    /// Positions cached so far (the position of the next token).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Records that a forward pass cached `n` more positions in every layer.
+    pub fn advance(&mut self, n: usize) {
+        self.len += n;
+    }
+}

@@ -1,0 +1,134 @@
+//! A loaded model: the decoder with its weights, the tokenizer, and what users can ask about it.
+
+use crate::decoder::Decoder;
+use crate::device::DeviceKind;
+use crate::error::{Error, ErrorCode, Result};
+use crate::hf_config::{opt_token_ids, parse_config};
+use crate::model_dir::{read_text, ModelDir};
+use crate::tokenizer::Tokenizer;
+use crate::weights::Weights;
+use candle_core::DType;
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Facts about a loaded model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub architecture: String,
+    /// `safetensors` (GGUF later).
+    pub format: String,
+    pub path: String,
+    pub parameter_count: usize,
+    pub context_length: usize,
+    /// The dtype the checkpoint stores its weights in: `f32`, `f16` or `bf16`.
+    pub dtype: String,
+    /// The dtype the forward pass computes in.
+    pub compute_dtype: String,
+    pub vocab_size: usize,
+    pub bos_token_id: Option<u32>,
+    /// Tokens that end generation (from generation_config.json, config.json, tokenizer_config.json).
+    pub eos_token_ids: Vec<u32>,
+    pub device: String,
+}
+
+pub struct Model {
+    pub decoder: Decoder,
+    pub tokenizer: Arc<Tokenizer>,
+    pub info: ModelInfo,
+}
+
+impl Model {
+    /// Loads a Hugging Face model directory onto `device`.
+    pub fn load(path: &Path, device: DeviceKind) -> Result<Self> {
+        let dir = ModelDir::locate(path)?;
+        let mut spec = parse_config(&read_text(&dir.config)?)?;
+        let tokenizer = Tokenizer::from_file(&dir.tokenizer)?;
+        let candle_device = device.open()?;
+        // CPUs have no fast half-precision arithmetic: compute in f32 there (as llama.cpp does).
+        let compute_dtype = DType::F32;
+        let weights = Weights::open(&dir.weights, compute_dtype, &candle_device)?;
+        let special = SpecialTokens::read(&dir, &tokenizer)?;
+        spec.eos_token_ids = merge(&special.eos, &spec.eos_token_ids);
+        spec.bos_token_id = special.bos.or(spec.bos_token_id);
+        let decoder = Decoder::load(&spec, &weights, &candle_device)?;
+        let info = ModelInfo {
+            architecture: spec.architecture.clone(),
+            format: "safetensors".into(),
+            path: dir.root.display().to_string(),
+            parameter_count: weights.parameter_count(),
+            context_length: spec.context_length,
+            dtype: dtype_name(weights.checkpoint_dtype()),
+            compute_dtype: dtype_name(compute_dtype),
+            vocab_size: spec.vocab_size,
+            bos_token_id: spec.bos_token_id,
+            eos_token_ids: spec.eos_token_ids.clone(),
+            device: device.name(),
+        };
+        Ok(Model {
+            decoder,
+            tokenizer: Arc::new(tokenizer),
+            info,
+        })
+    }
+}
+
+fn dtype_name(dtype: DType) -> String {
+    match dtype {
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        other => return format!("{other:?}").to_lowercase(),
+    }
+    .into()
+}
+
+fn merge(first: &[u32], second: &[u32]) -> Vec<u32> {
+    let mut all = first.to_vec();
+    all.extend(second.iter().filter(|id| !first.contains(id)));
+    all
+}
+
+/// BOS/EOS as generation_config.json (ids) and tokenizer_config.json (token strings) give them.
+struct SpecialTokens {
+    bos: Option<u32>,
+    eos: Vec<u32>,
+}
+
+impl SpecialTokens {
+    fn read(dir: &ModelDir, tokenizer: &Tokenizer) -> Result<Self> {
+        let mut bos = None;
+        let mut eos = vec![];
+        if let Some(path) = &dir.generation_config {
+            let cfg = json_object(path)?;
+            bos = opt_token_ids(&cfg, "bos_token_id")?.first().copied();
+            eos = opt_token_ids(&cfg, "eos_token_id")?;
+        }
+        if let Some(path) = &dir.tokenizer_config {
+            let cfg = json_object(path)?;
+            let token = |field: &str| -> Option<u32> {
+                let text = match cfg.get(field)? {
+                    Value::String(s) => s.as_str(),
+                    Value::Object(o) => o.get("content")?.as_str()?,
+                    _ => return None,
+                };
+                tokenizer.token_id(text)
+            };
+            bos = bos.or(token("bos_token"));
+            if let Some(id) = token("eos_token") {
+                eos = merge(&eos, &[id]);
+            }
+        }
+        Ok(SpecialTokens { bos, eos })
+    }
+}
+
+fn json_object(path: &Path) -> Result<serde_json::Map<String, Value>> {
+    match serde_json::from_str(&read_text(path)?) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(Error::new(
+            ErrorCode::InvalidConfig,
+            format!("{} is not a JSON object", path.display()),
+        )),
+    }
+}

@@ -1,0 +1,215 @@
+//! One generation in flight: its tokens, KV cache, sampler, detokenizer and stop matcher. The
+//! engine advances it one forward pass at a time (`step`), so sequences can be interleaved and
+//! cancelled between tokens.
+
+use crate::decoder::Logits;
+use crate::detokenizer::Detokenizer;
+use crate::error::{Error, ErrorCode, Result};
+use crate::generation::{Event, FinishReason, GenerateRequest, GenerationResult, Prompt};
+use crate::kv_cache::SequenceCache;
+use crate::model::Model;
+use crate::sampler::Sampler;
+use crate::stop::{StopMatcher, StopOutcome};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Receives a sequence's events on the engine thread; must not block for long.
+pub type EventSink = Box<dyn FnMut(Event) + Send>;
+
+pub struct Sequence {
+    request: GenerateRequest,
+    sink: EventSink,
+    cancelled: Arc<AtomicBool>,
+    state: Option<Running>,
+}
+
+/// State that exists once the prompt is tokenized.
+struct Running {
+    prompt_tokens: usize,
+    tokens: Vec<u32>,
+    text: String,
+    cache: SequenceCache,
+    sampler: Sampler,
+    detokenizer: Detokenizer,
+    stop: StopMatcher,
+    started: Instant,
+    prefill_ms: f64,
+}
+
+impl Sequence {
+    pub fn new(request: GenerateRequest, sink: EventSink, cancelled: Arc<AtomicBool>) -> Self {
+        Sequence {
+            request,
+            sink,
+            cancelled,
+            state: None,
+        }
+    }
+
+    /// Runs one forward pass (the prompt the first time, then one token). Returns true once
+    /// the sequence has sent its final event.
+    pub fn step(&mut self, model: &Model) -> bool {
+        if self.cancelled.load(Ordering::Relaxed) {
+            self.finish(FinishReason::Abort);
+            return true;
+        }
+        match self.advance(model) {
+            Ok(None) => false,
+            Ok(Some(reason)) => {
+                self.finish(reason);
+                true
+            }
+            Err(e) => {
+                (self.sink)(Event::Error(e));
+                true
+            }
+        }
+    }
+
+    /// Ends the sequence now, e.g. when the engine shuts down.
+    pub fn abort(&mut self) {
+        self.finish(FinishReason::Abort);
+    }
+
+    fn advance(&mut self, model: &Model) -> Result<Option<FinishReason>> {
+        let (logits, running) = match self.state.as_mut() {
+            None => {
+                let started = Instant::now();
+                let prompt = self.prompt_ids(model)?;
+                let mut running = Running {
+                    prompt_tokens: prompt.len(),
+                    tokens: vec![],
+                    text: String::new(),
+                    cache: SequenceCache::new(model.decoder.spec().num_layers),
+                    sampler: Sampler::new(self.request.sampling.clone()),
+                    detokenizer: Detokenizer::default(),
+                    stop: StopMatcher::new(self.request.stop.clone()),
+                    started,
+                    prefill_ms: 0.0,
+                };
+                if self.request.max_tokens == 0 {
+                    self.state = Some(running);
+                    return Ok(Some(FinishReason::Length));
+                }
+                let logits = model
+                    .decoder
+                    .forward(&prompt, &mut running.cache, Logits::Last)?;
+                (logits, self.state.insert(running))
+            }
+            Some(running) => {
+                let last = *running
+                    .tokens
+                    .last()
+                    .expect("a running sequence has a token");
+                let logits = model
+                    .decoder
+                    .forward(&[last], &mut running.cache, Logits::Last)?;
+                (logits, running)
+            }
+        };
+        let logits = logits.squeeze(0)?.to_vec1::<f32>()?;
+        let id = running.sampler.sample(&logits);
+        if running.tokens.is_empty() {
+            running.prefill_ms = running.started.elapsed().as_secs_f64() * 1000.0;
+        }
+        running.tokens.push(id);
+
+        let is_eos = !self.request.ignore_eos && model.info.eos_token_ids.contains(&id);
+        let out_of_room = running.tokens.len() >= self.request.max_tokens
+            || running.cache.len() >= model.info.context_length;
+        let mut text = running.detokenizer.push(&model.tokenizer, id)?;
+        if is_eos || out_of_room {
+            text.push_str(&running.detokenizer.flush(&model.tokenizer)?);
+        }
+        let (mut emit, stopped) = match running.stop.push(&text) {
+            StopOutcome::Continue(t) => (t, false),
+            StopOutcome::Stopped(t) => (t, true),
+        };
+        if !stopped && (is_eos || out_of_room) {
+            emit.push_str(&running.stop.flush());
+        }
+        running.text.push_str(&emit);
+        (self.sink)(Event::Token { id, text: emit });
+        Ok(if stopped || is_eos {
+            Some(FinishReason::Stop)
+        } else if out_of_room {
+            Some(FinishReason::Length)
+        } else {
+            None
+        })
+    }
+
+    /// The prompt as token ids, checked against the vocabulary and the context.
+    fn prompt_ids(&self, model: &Model) -> Result<Vec<u32>> {
+        let ids = match &self.request.prompt {
+            Prompt::Text(text) => model.tokenizer.encode(text, true)?,
+            Prompt::Tokens(ids) => ids.clone(),
+        };
+        check_prompt(&ids, model)?;
+        Ok(ids)
+    }
+
+    fn finish(&mut self, reason: FinishReason) {
+        let result = match self.state.take() {
+            None => GenerationResult {
+                text: String::new(),
+                tokens: vec![],
+                finish_reason: reason,
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                prefill_ms: 0.0,
+                decode_ms: 0.0,
+                tokens_per_second: 0.0,
+            },
+            Some(r) => {
+                let total_ms = r.started.elapsed().as_secs_f64() * 1000.0;
+                let decode_ms = (total_ms - r.prefill_ms).max(0.0);
+                let decoded = r.tokens.len().saturating_sub(1);
+                GenerationResult {
+                    completion_tokens: r.tokens.len(),
+                    text: r.text,
+                    tokens: r.tokens,
+                    finish_reason: reason,
+                    prompt_tokens: r.prompt_tokens,
+                    prefill_ms: r.prefill_ms,
+                    decode_ms,
+                    tokens_per_second: if decode_ms > 0.0 {
+                        decoded as f64 / (decode_ms / 1000.0)
+                    } else {
+                        0.0
+                    },
+                }
+            }
+        };
+        (self.sink)(Event::Done(result));
+    }
+}
+
+/// A prompt must be non-empty, within the vocabulary and no longer than the context.
+pub fn check_prompt(ids: &[u32], model: &Model) -> Result<()> {
+    if ids.is_empty() {
+        return Err(Error::new(
+            ErrorCode::InvalidPrompt,
+            "the prompt has no tokens",
+        ));
+    }
+    let vocab = model.info.vocab_size;
+    if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+        return Err(Error::new(
+            ErrorCode::InvalidPrompt,
+            format!("token id {bad} is outside the model's vocabulary of {vocab}"),
+        ));
+    }
+    let context = model.info.context_length;
+    if ids.len() > context {
+        return Err(Error::new(
+            ErrorCode::ContextOverflow,
+            format!(
+                "the prompt has {} tokens but the model's context holds {context}",
+                ids.len()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! The napi-rs binding: thin classes over tallow-core. No logic lives here beyond converting
+//! values; errors cross as `[CODE] message` and the TypeScript SDK turns them into `TallowError`.
+
+use napi::bindgen_prelude::Float32Array;
+use napi::{Error, Result};
+use napi_derive::napi;
+use std::sync::Arc;
+use tallow_core::guard::catch_panic;
+use tallow_core::{
+    CancelHandle, DeviceKind, Engine, Event, GenerateRequest, GenerationResult, LoadOptions,
+    Logits, Prompt, SamplingParams,
+};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+fn to_js(e: tallow_core::Error) -> Error {
+    Error::from_reason(e.to_string())
+}
+
+fn engine_gone() -> Error {
+    to_js(tallow_core::Error::new(
+        tallow_core::ErrorCode::Internal,
+        "the engine thread stopped without answering",
+    ))
+}
+
+#[napi(object)]
+pub struct NativeLoadOptions {
+    pub device: String,
+    pub threads: Option<u32>,
+}
+
+#[napi(object)]
+pub struct NativeModelInfo {
+    pub architecture: String,
+    pub format: String,
+    pub path: String,
+    pub parameter_count: f64,
+    pub context_length: u32,
+    pub dtype: String,
+    pub compute_dtype: String,
+    pub vocab_size: u32,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+    pub device: String,
+    pub threads: u32,
+}
+
+#[napi(object)]
+pub struct NativePrompt {
+    pub text: Option<String>,
+    pub tokens: Option<Vec<u32>>,
+}
+
+#[napi(object)]
+pub struct NativeGenerateOptions {
+    pub max_tokens: u32,
+    pub temperature: f64,
+    pub top_k: u32,
+    pub top_p: f64,
+    pub seed: Option<i64>,
+    pub stop: Vec<String>,
+    pub ignore_eos: bool,
+}
+
+#[napi(object)]
+pub struct NativeResult {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub finish_reason: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+    pub tokens_per_second: f64,
+}
+
+#[napi(object)]
+pub struct NativeEvent {
+    pub kind: String,
+    pub token_id: Option<u32>,
+    pub text: Option<String>,
+    pub result: Option<NativeResult>,
+}
+
+impl From<GenerationResult> for NativeResult {
+    fn from(r: GenerationResult) -> Self {
+        NativeResult {
+            text: r.text,
+            tokens: r.tokens,
+            finish_reason: r.finish_reason.as_str().into(),
+            prompt_tokens: r.prompt_tokens as u32,
+            completion_tokens: r.completion_tokens as u32,
+            prefill_ms: r.prefill_ms,
+            decode_ms: r.decode_ms,
+            tokens_per_second: r.tokens_per_second,
+        }
+    }
+}
+
+/// A model running on its own engine thread.
+#[napi]
+pub struct NativeModel {
+    engine: Arc<Engine>,
+}
+
+#[napi]
+impl NativeModel {
+    /// Loads the model directory on a thread the engine owns.
+    #[napi]
+    pub async fn load(path: String, options: NativeLoadOptions) -> Result<NativeModel> {
+        let options = LoadOptions {
+            device: DeviceKind::parse(&options.device).map_err(to_js)?,
+            threads: options.threads.map(|n| n as usize),
+        };
+        let (tx, rx) = oneshot::channel();
+        Engine::start(path.into(), options, move |loaded| {
+            let _ = tx.send(loaded);
+        });
+        let engine = rx.await.map_err(|_| engine_gone())?.map_err(to_js)?;
+        Ok(NativeModel {
+            engine: Arc::new(engine),
+        })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn info(&self) -> NativeModelInfo {
+        let i = self.engine.info();
+        NativeModelInfo {
+            architecture: i.architecture.clone(),
+            format: i.format.clone(),
+            path: i.path.clone(),
+            parameter_count: i.parameter_count as f64,
+            context_length: i.context_length as u32,
+            dtype: i.dtype.clone(),
+            compute_dtype: i.compute_dtype.clone(),
+            vocab_size: i.vocab_size as u32,
+            bos_token_id: i.bos_token_id,
+            eos_token_ids: i.eos_token_ids.clone(),
+            device: i.device.clone(),
+            threads: self.engine.threads() as u32,
+        }
+    }
+
+    #[napi(catch_unwind)]
+    pub fn tokenize(&self, text: String, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let tokenizer = self.engine.tokenizer().map_err(to_js)?;
+        tokenizer.encode(&text, add_special_tokens).map_err(to_js)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn detokenize(&self, ids: Vec<u32>, skip_special_tokens: bool) -> Result<String> {
+        let tokenizer = self.engine.tokenizer().map_err(to_js)?;
+        tokenizer.decode(&ids, skip_special_tokens).map_err(to_js)
+    }
+
+    /// Queues a generation on the engine; events are pulled with `NativeStream.next()`.
+    #[napi(catch_unwind)]
+    pub fn generate(
+        &self,
+        prompt: NativePrompt,
+        options: NativeGenerateOptions,
+    ) -> Result<NativeStream> {
+        let prompt = match (prompt.text, prompt.tokens) {
+            (Some(text), None) => Prompt::Text(text),
+            (None, Some(tokens)) => Prompt::Tokens(tokens),
+            _ => {
+                return Err(to_js(tallow_core::Error::new(
+                    tallow_core::ErrorCode::InvalidPrompt,
+                    "a prompt is either text or token ids",
+                )))
+            }
+        };
+        let request = GenerateRequest {
+            prompt,
+            max_tokens: options.max_tokens as usize,
+            sampling: SamplingParams {
+                temperature: options.temperature as f32,
+                top_k: options.top_k as usize,
+                top_p: options.top_p as f32,
+                seed: options.seed.map(|s| s as u64),
+            },
+            stop: options.stop,
+            ignore_eos: options.ignore_eos,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cancel = self
+            .engine
+            .generate(
+                request,
+                Box::new(move |event| {
+                    let _ = tx.send(event);
+                }),
+            )
+            .map_err(to_js)?;
+        Ok(NativeStream {
+            events: Mutex::new(rx),
+            cancel,
+        })
+    }
+
+    /// Logits of the last position ([vocab]) or of all positions (row-major [n, vocab]).
+    #[napi]
+    pub async fn evaluate(&self, tokens: Vec<u32>, all_positions: bool) -> Result<Float32Array> {
+        let (tx, rx) = oneshot::channel();
+        let logits = if all_positions {
+            Logits::All
+        } else {
+            Logits::Last
+        };
+        self.engine
+            .evaluate(
+                tokens,
+                logits,
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            )
+            .map_err(to_js)?;
+        let values = rx.await.map_err(|_| engine_gone())?.map_err(to_js)?;
+        Ok(Float32Array::new(values))
+    }
+
+    /// Stops the engine thread; generations in flight end with finishReason 'abort'. Idempotent.
+    #[napi(catch_unwind)]
+    pub fn dispose(&self) {
+        self.engine.shutdown();
+    }
+}
+
+/// The events of one generation, pulled one at a time.
+#[napi]
+pub struct NativeStream {
+    events: Mutex<mpsc::UnboundedReceiver<Event>>,
+    cancel: CancelHandle,
+}
+
+#[napi]
+impl NativeStream {
+    /// The next event; null once the 'done' event has been returned. Rejects with a coded error
+    /// if the generation failed.
+    #[napi]
+    pub async fn next(&self) -> Result<Option<NativeEvent>> {
+        let event = self.events.lock().await.recv().await;
+        match event {
+            None => Ok(None),
+            Some(Event::Token { id, text }) => Ok(Some(NativeEvent {
+                kind: "token".into(),
+                token_id: Some(id),
+                text: Some(text),
+                result: None,
+            })),
+            Some(Event::Done(result)) => Ok(Some(NativeEvent {
+                kind: "done".into(),
+                token_id: None,
+                text: None,
+                result: Some(result.into()),
+            })),
+            Some(Event::Error(e)) => Err(to_js(e)),
+        }
+    }
+
+    /// Asks the engine to stop this generation before its next token.
+    #[napi(catch_unwind)]
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// A stream dropped by JavaScript (garbage-collected without being drained) stops its generation.
+impl Drop for NativeStream {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Devices this build was compiled for, e.g. `['cpu']` or `['cpu', 'cuda']`.
+#[napi]
+pub fn available_devices() -> Vec<String> {
+    tallow_core::available_devices()
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+/// Test hook proving panics never abort the process: `'sync'` panics in this call on the JS
+/// thread, `'thread'` panics on a separate thread behind the engine's panic guard. Both throw.
+#[napi(catch_unwind)]
+pub fn debug_panic(place: String) -> Result<()> {
+    match place.as_str() {
+        "sync" => panic!("debugPanic('sync') was asked to panic"),
+        _ => {
+            let worker = std::thread::spawn(|| {
+                catch_panic::<()>(|| panic!("debugPanic('thread') was asked to panic"))
+            });
+            match worker.join() {
+                Ok(guarded) => guarded.map_err(to_js),
+                Err(_) => Err(Error::from_reason("the guard let a panic through")),
+            }
+        }
+    }
+}
