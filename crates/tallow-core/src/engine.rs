@@ -11,7 +11,7 @@ use crate::generation::GenerateRequest;
 use crate::guard::catch_panic;
 use crate::kv_cache::SequenceCache;
 use crate::model::{Model, ModelInfo};
-use crate::sequence::{check_prompt, EventSink, Sequence};
+use crate::sequence::{check_prompt, EventSink, Room, Sequence};
 use crate::tokenizer::Tokenizer;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -241,7 +241,7 @@ fn run(model: Model, inbox: Receiver<Command>) {
 }
 
 fn evaluate(model: &Model, tokens: &[u32], logits: Logits) -> Result<Vec<f32>> {
-    check_prompt(tokens, model)?;
+    check_prompt(tokens, model, Room::None)?;
     let mut cache = SequenceCache::new(model.decoder.spec().num_layers);
     let out = model.decoder.forward(tokens, &mut cache, logits)?;
     Ok(out.flatten_all()?.to_vec1::<f32>()?)

@@ -116,8 +116,9 @@ impl Sequence {
         running.tokens.push(id);
 
         let is_eos = !self.request.ignore_eos && model.info.eos_token_ids.contains(&id);
+        // The whole sequence (prompt + generated) stays within the context, as in transformers.
         let out_of_room = running.tokens.len() >= self.request.max_tokens
-            || running.cache.len() >= model.info.context_length;
+            || running.prompt_tokens + running.tokens.len() >= model.info.context_length;
         let mut text = running.detokenizer.push(&model.tokenizer, id)?;
         if is_eos || out_of_room {
             text.push_str(&running.detokenizer.flush(&model.tokenizer)?);
@@ -146,7 +147,7 @@ impl Sequence {
             Prompt::Text(text) => model.tokenizer.encode(text, true)?,
             Prompt::Tokens(ids) => ids.clone(),
         };
-        check_prompt(&ids, model)?;
+        check_prompt(&ids, model, Room::ForGeneration)?;
         Ok(ids)
     }
 
@@ -186,8 +187,17 @@ impl Sequence {
     }
 }
 
-/// A prompt must be non-empty, within the vocabulary and no longer than the context.
-pub fn check_prompt(ids: &[u32], model: &Model) -> Result<()> {
+/// Whether a prompt must leave room in the context for generated tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// Evaluation: the prompt may fill the whole context.
+    None,
+    /// Generation: at least one position must remain for a generated token.
+    ForGeneration,
+}
+
+/// A prompt must be non-empty, within the vocabulary and fit the context.
+pub fn check_prompt(ids: &[u32], model: &Model, room: Room) -> Result<()> {
     if ids.is_empty() {
         return Err(Error::new(
             ErrorCode::InvalidPrompt,
@@ -202,11 +212,20 @@ pub fn check_prompt(ids: &[u32], model: &Model) -> Result<()> {
         ));
     }
     let context = model.info.context_length;
-    if ids.len() > context {
+    let limit = match room {
+        Room::None => context,
+        Room::ForGeneration => context - 1,
+    };
+    if ids.len() > limit {
+        let room_note = if room == Room::ForGeneration {
+            " and generation needs at least one free position"
+        } else {
+            ""
+        };
         return Err(Error::new(
             ErrorCode::ContextOverflow,
             format!(
-                "the prompt has {} tokens but the model's context holds {context}",
+                "the prompt has {} tokens but the model's context holds {context}{room_note}",
                 ids.len()
             ),
         ));

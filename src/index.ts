@@ -1,0 +1,36 @@
+/**
+ * tallow: local LLM inference for Node.js.
+ *
+ * ```ts
+ * import { loadModel } from 'tallow'
+ *
+ * const model = await loadModel('./models/my-llama')
+ * for await (const chunk of model.stream('Once upon a time', { maxTokens: 64 })) {
+ *   process.stdout.write(chunk.text)
+ * }
+ * await model.dispose()
+ * ```
+ *
+ * @packageDocumentation
+ */
+export { availableDevices, type BackendOptions, type Device } from './backend'
+export { TallowError, type ErrorCode } from './errors'
+export {
+  loadModel,
+  Model,
+  type DetokenizeOptions,
+  type EvaluateOptions,
+  type LoadOptions,
+  type ModelInfo,
+  type TokenizeOptions,
+} from './model'
+export type { Prompt } from './prompt'
+export { DEFAULT_SAMPLING, type GenerateOptions, type SamplingOptions } from './sampling'
+export {
+  GenerationStream,
+  type FinishReason,
+  type GenerationChunk,
+  type GenerationResult,
+  type Timings,
+  type Usage,
+} from './stream'

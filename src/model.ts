@@ -1,0 +1,248 @@
+/**
+ * A loaded model: the TypeScript class that holds the native handle and owns the ergonomics
+ * (option checking, typed errors, streaming, disposal).
+ */
+import { resolve } from 'node:path'
+import { resolveBackend, type BackendOptions } from './backend'
+import { TallowError } from './errors'
+import { callNative, callNativeAsync, native, type NativeModel, type NativeModelInfo } from './native'
+import { booleanOption, checkOptionNames } from './options'
+import { toNativePrompt, validateTokenIds, type Prompt } from './prompt'
+import { validateGenerateOptions, type GenerateOptions } from './sampling'
+import { GenerationStream, type GenerationResult } from './stream'
+
+/** Options of {@link loadModel}. */
+export type LoadOptions = BackendOptions
+
+/** Options of {@link Model.tokenize}. */
+export interface TokenizeOptions {
+  /** Add the special tokens the tokenizer adds around a text (such as BOS). Default `true`. */
+  addSpecialTokens?: boolean
+}
+
+/** Options of {@link Model.detokenize}. */
+export interface DetokenizeOptions {
+  /** Leave special tokens (such as BOS and EOS) out of the text. Default `true`. */
+  skipSpecialTokens?: boolean
+}
+
+/** Options of {@link Model.evaluate}. */
+export interface EvaluateOptions {
+  /**
+   * Return the logits of every position (`[tokens.length, vocabSize]`, row-major) instead of
+   * those of the last position only (`[vocabSize]`). Default `false`.
+   */
+  allPositions?: boolean
+}
+
+/** What a loaded model is and how it runs. A frozen plain object. */
+export interface ModelInfo {
+  /** The architecture named in `config.json`, e.g. `'LlamaForCausalLM'`. */
+  readonly architecture: string
+  /** The weights' file format, e.g. `'safetensors'`. */
+  readonly format: string
+  /** The absolute path the model was loaded from. */
+  readonly path: string
+  /** Number of parameters in the checkpoint (tied embeddings counted once). */
+  readonly parameterCount: number
+  /** The most tokens (prompt and generated) a sequence may hold. */
+  readonly contextLength: number
+  /** The dtype the checkpoint stores: `'f32'`, `'f16'` or `'bf16'`. */
+  readonly dtype: string
+  /** The dtype the engine computes in (`'f32'` on CPU). */
+  readonly computeDtype: string
+  /** Number of rows of the output layer: token ids are in `[0, vocabSize)`. */
+  readonly vocabSize: number
+  /** The beginning-of-sequence token, if the model has one. */
+  readonly bosTokenId?: number
+  /** The tokens that end a generation (unless `ignoreEos`). */
+  readonly eosTokenIds: readonly number[]
+  /** The device the model runs on, e.g. `'cpu'`. */
+  readonly device: string
+  /** The number of CPU threads the engine uses. */
+  readonly threads: number
+}
+
+function toModelInfo(info: NativeModelInfo): ModelInfo {
+  const result: ModelInfo = {
+    architecture: info.architecture,
+    format: info.format,
+    path: info.path,
+    parameterCount: info.parameterCount,
+    contextLength: info.contextLength,
+    dtype: info.dtype,
+    computeDtype: info.computeDtype,
+    vocabSize: info.vocabSize,
+    ...(typeof info.bosTokenId === 'number' ? { bosTokenId: info.bosTokenId } : {}),
+    eosTokenIds: Object.freeze([...info.eosTokenIds]),
+    device: info.device,
+    threads: info.threads,
+  }
+  return Object.freeze(result)
+}
+
+/**
+ * Loads the model in directory `path` (Hugging Face layout: `config.json`, `tokenizer.json`,
+ * `*.safetensors`, sharded or not). Loading runs on a thread of the engine; the event loop is
+ * free meanwhile.
+ *
+ * @example
+ * ```ts
+ * const model = await loadModel('./models/my-llama', { device: 'auto' })
+ * const { text } = await model.generate('Once upon a time', { maxTokens: 32 })
+ * await model.dispose()
+ * ```
+ * @throws TallowError MODEL_NOT_FOUND, INVALID_CONFIG, TOKENIZER_NOT_FOUND, INVALID_TOKENIZER,
+ *   UNSUPPORTED_ARCHITECTURE, UNSUPPORTED_CONFIG, TENSOR_MISSING, TENSOR_SHAPE_MISMATCH,
+ *   INVALID_MODEL_FILE, IO_ERROR for a model that cannot be loaded (the message says which file
+ *   and why); UNSUPPORTED_DEVICE or INVALID_OPTIONS for bad options.
+ */
+export async function loadModel(path: string, options: LoadOptions = {}): Promise<Model> {
+  if (typeof path !== 'string' || path.length === 0) {
+    throw new TallowError('MODEL_NOT_FOUND', 'the model path must be a non-empty string')
+  }
+  checkOptionNames(options, ['device', 'threads'])
+  const loadOptions = resolveBackend(options)
+  const inner = await callNativeAsync(() => native().NativeModel.load(resolve(path), loadOptions))
+  return new Model(inner)
+}
+
+/**
+ * A loaded model. Get one from {@link loadModel}; release it with {@link Model.dispose}.
+ *
+ * Every method throws (or rejects with) a {@link TallowError}; after `dispose()` they fail with
+ * `MODEL_DISPOSED`. {@link Model.info} stays readable.
+ */
+export class Model {
+  /** What the model is and how it runs. */
+  readonly info: ModelInfo
+
+  readonly #inner: NativeModel
+  #disposed = false
+
+  /**
+   * Wraps a native model handle; use {@link loadModel}.
+   *
+   * @internal
+   */
+  constructor(inner: NativeModel) {
+    this.#inner = inner
+    this.info = toModelInfo(callNative(() => inner.info()))
+  }
+
+  /** Whether {@link Model.dispose} was called. */
+  get disposed(): boolean {
+    return this.#disposed
+  }
+
+  /**
+   * Splits `text` into token ids with the model's tokenizer.
+   *
+   * @throws TallowError INVALID_PROMPT if `text` is not a string; MODEL_DISPOSED
+   */
+  tokenize(text: string, options: TokenizeOptions = {}): number[] {
+    this.#checkAlive()
+    checkOptionNames(options, ['addSpecialTokens'])
+    const addSpecialTokens = booleanOption('addSpecialTokens', options.addSpecialTokens, true)
+    if (typeof text !== 'string') {
+      throw new TallowError('INVALID_PROMPT', 'the text to tokenize must be a string')
+    }
+    return callNative(() => this.#inner.tokenize(text, addSpecialTokens))
+  }
+
+  /**
+   * Turns token ids back into text.
+   *
+   * @throws TallowError INVALID_PROMPT for an id that is not an integer in `[0, vocabSize)`;
+   *   MODEL_DISPOSED
+   */
+  detokenize(ids: readonly number[], options: DetokenizeOptions = {}): string {
+    this.#checkAlive()
+    checkOptionNames(options, ['skipSpecialTokens'])
+    const skipSpecialTokens = booleanOption('skipSpecialTokens', options.skipSpecialTokens, true)
+    const checked = validateTokenIds(ids, 'ids')
+    return callNative(() => this.#inner.detokenize([...checked], skipSpecialTokens))
+  }
+
+  /**
+   * Starts generating a continuation of `prompt` and returns at once; see
+   * {@link GenerationStream} for how to read it and how to stop it.
+   *
+   * @example
+   * ```ts
+   * for await (const chunk of model.stream('Once upon a time', { maxTokens: 64 })) {
+   *   process.stdout.write(chunk.text)
+   * }
+   * ```
+   * @throws TallowError INVALID_OPTIONS, INVALID_PROMPT (a malformed prompt), MODEL_DISPOSED at
+   *   once; what the engine finds (CONTEXT_OVERFLOW, a token id past the vocabulary) comes through
+   *   the iteration and `result`.
+   */
+  stream(prompt: Prompt, options: GenerateOptions = {}): GenerationStream {
+    return this.#start(prompt, options, true)
+  }
+
+  /**
+   * Generates a continuation of `prompt` and resolves with all of it. The same as awaiting
+   * `stream(prompt, options).result`.
+   *
+   * @example
+   * ```ts
+   * const { text, finishReason } = await model.generate('Once upon a time', {
+   *   maxTokens: 64,
+   *   temperature: 0.7,
+   *   seed: 1,
+   * })
+   * ```
+   * @throws TallowError INVALID_OPTIONS, INVALID_PROMPT, CONTEXT_OVERFLOW, MODEL_DISPOSED
+   */
+  async generate(prompt: Prompt, options: GenerateOptions = {}): Promise<GenerationResult> {
+    return this.#start(prompt, options, false).result
+  }
+
+  /**
+   * Runs the model over `tokens` and returns the logits (unnormalized log-probabilities of the
+   * next token): `[vocabSize]` for the last position, or `[tokens.length, vocabSize]` row-major
+   * with `allPositions`. The model's state is not changed; each call starts afresh.
+   *
+   * @throws TallowError INVALID_PROMPT, CONTEXT_OVERFLOW, MODEL_DISPOSED
+   */
+  async evaluate(tokens: readonly number[], options: EvaluateOptions = {}): Promise<Float32Array> {
+    this.#checkAlive()
+    checkOptionNames(options, ['allPositions'])
+    const allPositions = booleanOption('allPositions', options.allPositions, false)
+    if (Array.isArray(tokens) && tokens.length === 0) {
+      throw new TallowError('INVALID_PROMPT', 'the tokens to evaluate are empty')
+    }
+    const checked = validateTokenIds(tokens, 'tokens')
+    return callNativeAsync(() => this.#inner.evaluate([...checked], allPositions))
+  }
+
+  /**
+   * Stops the model's engine and releases its memory. Generations still running end with
+   * finishReason `'abort'`. Calling it again does nothing.
+   */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return
+    this.#disposed = true
+    // The native call returns at once (the engine thread is told to stop); the promise lets
+    // releasing device memory become asynchronous without changing the API.
+    await Promise.resolve(callNative(() => this.#inner.dispose()))
+  }
+
+  #checkAlive(): void {
+    if (this.#disposed) {
+      throw new TallowError('MODEL_DISPOSED', 'the model was disposed; load it again to use it')
+    }
+  }
+
+  #start(prompt: Prompt, options: GenerateOptions, bufferChunks: boolean): GenerationStream {
+    this.#checkAlive()
+    const nativeOptions = validateGenerateOptions(options)
+    const nativePrompt = toNativePrompt(prompt)
+    const { signal } = options
+    if (signal?.aborted === true) return new GenerationStream(undefined, signal, bufferChunks)
+    const source = callNative(() => this.#inner.generate(nativePrompt, nativeOptions))
+    return new GenerationStream(source, signal, bufferChunks)
+  }
+}

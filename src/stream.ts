@@ -1,0 +1,233 @@
+/**
+ * A generation in progress: the engine's events, pulled from the native stream as fast as it
+ * produces them, queued for the caller's `for await`, and summed up in `result`.
+ */
+import { TallowError, toTallowError } from './errors'
+import { callNative, callNativeAsync, type NativeResult, type NativeStream } from './native'
+
+/** Why a generation ended. */
+export type FinishReason =
+  /** The model produced an end-of-sequence token, or the text reached a `stop` string. */
+  | 'stop'
+  /** `maxTokens` were generated, or the context is full. */
+  | 'length'
+  /** Cancelled: `cancel()`, an aborted `signal`, `break` out of `for await`, or `dispose()`. */
+  | 'abort'
+
+/** One generated token, as {@link GenerationStream} yields it. */
+export interface GenerationChunk {
+  /**
+   * The text this token adds. It may be `''` when the token ends inside a multi-byte character
+   * or might start a `stop` string; that text comes with a later chunk (or never, when it turns
+   * out to be the stop string). The chunks' texts add up to the result's text.
+   */
+  readonly text: string
+  /** The token's id. */
+  readonly tokenId: number
+}
+
+/** How many tokens a generation read and wrote. */
+export interface Usage {
+  /** Tokens in the prompt (special tokens such as BOS included). */
+  readonly promptTokens: number
+  /** Tokens generated. */
+  readonly completionTokens: number
+}
+
+/** How long a generation took. Wall-clock time measured by the engine. */
+export interface Timings {
+  /** Milliseconds spent reading the prompt (up to the first generated token's logits). */
+  readonly prefillMs: number
+  /** Milliseconds spent generating tokens after the prompt. */
+  readonly decodeMs: number
+  /** Generated tokens per second of decode time. */
+  readonly tokensPerSecond: number
+}
+
+/** The outcome of a generation. */
+export interface GenerationResult {
+  /** The generated text (without the prompt, and without a `stop` string that ended it). */
+  readonly text: string
+  /** The generated token ids (without the prompt). */
+  readonly tokens: readonly number[]
+  /** Why the generation ended. */
+  readonly finishReason: FinishReason
+  /** Token counts. */
+  readonly usage: Usage
+  /** Timings. */
+  readonly timings: Timings
+}
+
+const FINISH_REASONS: readonly string[] = ['stop', 'length', 'abort']
+
+function toResult(result: NativeResult): GenerationResult {
+  const { finishReason } = result
+  if (!FINISH_REASONS.includes(finishReason)) {
+    throw new TallowError('INTERNAL', `the engine reported an unknown finishReason '${finishReason}'`)
+  }
+  return {
+    text: result.text,
+    tokens: result.tokens,
+    finishReason: finishReason as FinishReason,
+    usage: { promptTokens: result.promptTokens, completionTokens: result.completionTokens },
+    timings: {
+      prefillMs: result.prefillMs,
+      decodeMs: result.decodeMs,
+      tokensPerSecond: result.tokensPerSecond,
+    },
+  }
+}
+
+/** The result of a generation that was aborted before it started. */
+function abortedBeforeStart(): GenerationResult {
+  return {
+    text: '',
+    tokens: [],
+    finishReason: 'abort',
+    usage: { promptTokens: 0, completionTokens: 0 },
+    timings: { prefillMs: 0, decodeMs: 0, tokensPerSecond: 0 },
+  }
+}
+
+/**
+ * A generation in progress, from {@link Model.stream}.
+ *
+ * Iterate it with `for await` to get the tokens as they come, and/or await {@link result} for
+ * the whole outcome; the generation runs to its end either way, whether or not anyone iterates.
+ * Leaving the `for await` early (`break`, `return`, a thrown error) cancels the generation, as
+ * do {@link cancel} and the `signal` option; {@link result} then has finishReason `'abort'`.
+ *
+ * A stream can be iterated once. If the generation fails, the iteration throws and
+ * {@link result} rejects with the same {@link TallowError}.
+ *
+ * @example
+ * ```ts
+ * const stream = model.stream('Once upon a time', { maxTokens: 64 })
+ * for await (const chunk of stream) process.stdout.write(chunk.text)
+ * const { usage, timings } = await stream.result
+ * ```
+ */
+export class GenerationStream implements AsyncIterable<GenerationChunk> {
+  /** The outcome, once the generation has ended. */
+  readonly result: Promise<GenerationResult>
+
+  readonly #native: NativeStream | undefined
+  readonly #signal: AbortSignal | undefined
+  readonly #bufferChunks: boolean
+  // Chunks pulled from the engine that the iteration has not taken yet.
+  readonly #queue: GenerationChunk[] = []
+  // Wakes the iteration when a chunk is queued or the generation ends.
+  #wake: (() => void) | undefined
+  #ended = false
+  #error: TallowError | undefined
+  #cancelled = false
+  #iterated = false
+
+  /**
+   * Starts pulling events from `source`; `undefined` means the generation was aborted before it
+   * started.
+   *
+   * @param bufferChunks - queue chunks for iteration; `false` when only the result is wanted
+   * @internal
+   */
+  constructor(source: NativeStream | undefined, signal?: AbortSignal, bufferChunks = true) {
+    this.#native = source
+    this.#signal = signal
+    this.#bufferChunks = bufferChunks
+    if (source === undefined) {
+      this.#ended = true
+      this.result = Promise.resolve(abortedBeforeStart())
+    } else {
+      this.result = this.#pump(source)
+      // The failure is delivered to whoever awaits `result` or iterates; a caller who does only
+      // one of the two must not get an unhandled rejection from the other.
+      this.result.catch(() => undefined)
+    }
+  }
+
+  /**
+   * Asks the engine to stop before its next token. The iteration then ends and {@link result}
+   * has finishReason `'abort'` with what was generated so far. Does nothing once the generation
+   * has ended.
+   */
+  cancel(): void {
+    if (this.#ended || this.#cancelled || this.#native === undefined) return
+    this.#cancelled = true
+    const source = this.#native
+    // Cancelling races with the generation's own end; the engine ignores a late cancel, and an
+    // error here (the model was disposed meanwhile, which also ends the stream) changes nothing.
+    try {
+      callNative(() => source.cancel())
+    } catch {
+      // See above.
+    }
+  }
+
+  /** The generated tokens, in order, as they come. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<GenerationChunk, void, undefined> {
+    if (this.#iterated) throw new TypeError('a GenerationStream can be iterated only once')
+    if (!this.#bufferChunks) throw new TypeError('this GenerationStream does not keep its chunks')
+    this.#iterated = true
+    let finished = false
+    try {
+      for (;;) {
+        const chunk = this.#queue.shift()
+        if (chunk !== undefined) {
+          yield chunk
+        } else if (this.#ended) {
+          if (this.#error !== undefined) throw this.#error
+          finished = true
+          return
+        } else {
+          await new Promise<void>((resolve) => (this.#wake = resolve))
+        }
+      }
+    } finally {
+      // Left early: nobody wants the rest.
+      if (!finished) this.cancel()
+    }
+  }
+
+  #notify(): void {
+    const wake = this.#wake
+    this.#wake = undefined
+    wake?.()
+  }
+
+  // Pulls events until 'done', whether or not anyone iterates.
+  async #pump(source: NativeStream): Promise<GenerationResult> {
+    const onAbort = (): void => this.cancel()
+    this.#signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      for (;;) {
+        const event = await callNativeAsync(() => source.next())
+        if (event === null) {
+          throw new TallowError('INTERNAL', 'the engine ended a generation without a result')
+        }
+        if (event.kind === 'token') {
+          if (event.tokenId === undefined) {
+            throw new TallowError('INTERNAL', 'the engine sent a token event without a token')
+          }
+          if (this.#bufferChunks) {
+            this.#queue.push({ text: event.text ?? '', tokenId: event.tokenId })
+            this.#notify()
+          }
+        } else if (event.kind === 'done') {
+          if (event.result === undefined) {
+            throw new TallowError('INTERNAL', 'the engine sent a done event without a result')
+          }
+          return toResult(event.result)
+        } else {
+          throw new TallowError('INTERNAL', `the engine sent an unknown event '${event.kind}'`)
+        }
+      }
+    } catch (error) {
+      this.#error = toTallowError(error)
+      throw this.#error
+    } finally {
+      this.#ended = true
+      this.#signal?.removeEventListener('abort', onAbort)
+      this.#notify()
+    }
+  }
+}
