@@ -77,6 +77,28 @@ test('an unknown architecture is UNSUPPORTED_ARCHITECTURE, listing the supported
   t.true(error.message.includes('LlamaForCausalLM'))
 })
 
+test('an unsupported config value is UNSUPPORTED_CONFIG, naming the field and the value', async (t) => {
+  const error = await loadFails(
+    t,
+    editConfig((cfg) => {
+      cfg.rope_parameters = { rope_type: 'frobnicated', rope_theta: 10000 }
+    }),
+    'UNSUPPORTED_CONFIG',
+  )
+  t.true(error.message.includes("rope_parameters.rope_type = 'frobnicated'"), error.message)
+})
+
+test('a required field missing from config.json is INVALID_CONFIG naming it', async (t) => {
+  const error = await loadFails(
+    t,
+    editConfig((cfg) => {
+      delete cfg.num_attention_heads
+    }),
+    'INVALID_CONFIG',
+  )
+  t.true(error.message.includes('num_attention_heads'), error.message)
+})
+
 test('a layer the checkpoint lacks is TENSOR_MISSING', async (t) => {
   const layers = config(modelDir('llama-gqa-tied')).num_hidden_layers
   await loadFails(

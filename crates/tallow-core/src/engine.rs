@@ -242,7 +242,7 @@ fn run(model: Model, inbox: Receiver<Command>) {
 
 fn evaluate(model: &Model, tokens: &[u32], logits: Logits) -> Result<Vec<f32>> {
     check_prompt(tokens, model, Room::None)?;
-    let mut cache = SequenceCache::new(model.decoder.spec().num_layers);
+    let mut cache = SequenceCache::new(model.decoder.spec().num_layers());
     let out = model.decoder.forward(tokens, &mut cache, logits)?;
     Ok(out.flatten_all()?.to_vec1::<f32>()?)
 }

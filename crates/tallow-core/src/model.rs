@@ -3,7 +3,7 @@
 use crate::decoder::Decoder;
 use crate::device::DeviceKind;
 use crate::error::{Error, ErrorCode, Result};
-use crate::hf_config::{opt_token_ids, parse_config};
+use crate::hf_config::{parse_config, Fields};
 use crate::model_dir::{read_text, ModelDir};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
@@ -101,8 +101,9 @@ impl SpecialTokens {
         let mut eos = vec![];
         if let Some(path) = &dir.generation_config {
             let cfg = json_object(path)?;
-            bos = opt_token_ids(&cfg, "bos_token_id")?.first().copied();
-            eos = opt_token_ids(&cfg, "eos_token_id")?;
+            let fields = Fields::new(&cfg, "generation_config.json:");
+            bos = fields.token_ids("bos_token_id")?.first().copied();
+            eos = fields.token_ids("eos_token_id")?;
         }
         if let Some(path) = &dir.tokenizer_config {
             let cfg = json_object(path)?;

@@ -26,7 +26,8 @@ pub struct Sequence {
 
 /// State that exists once the prompt is tokenized.
 struct Running {
-    prompt_tokens: usize,
+    /// The prompt's token ids.
+    prompt: Vec<u32>,
     tokens: Vec<u32>,
     text: String,
     cache: SequenceCache,
@@ -78,33 +79,50 @@ impl Sequence {
                 let started = Instant::now();
                 let prompt = self.prompt_ids(model)?;
                 let mut running = Running {
-                    prompt_tokens: prompt.len(),
                     tokens: vec![],
                     text: String::new(),
-                    cache: SequenceCache::new(model.decoder.spec().num_layers),
+                    cache: SequenceCache::new(model.decoder.spec().num_layers()),
                     sampler: Sampler::new(self.request.sampling.clone()),
                     detokenizer: Detokenizer::default(),
                     stop: StopMatcher::new(self.request.stop.clone()),
                     started,
                     prefill_ms: 0.0,
+                    prompt,
                 };
                 if self.request.max_tokens == 0 {
                     self.state = Some(running);
                     return Ok(Some(FinishReason::Length));
                 }
-                let logits = model
-                    .decoder
-                    .forward(&prompt, &mut running.cache, Logits::Last)?;
+                let logits =
+                    model
+                        .decoder
+                        .forward(&running.prompt, &mut running.cache, Logits::Last)?;
                 (logits, self.state.insert(running))
             }
             Some(running) => {
-                let last = *running
-                    .tokens
-                    .last()
-                    .expect("a running sequence has a token");
-                let logits = model
-                    .decoder
-                    .forward(&[last], &mut running.cache, Logits::Last)?;
+                let cached = running.cache.len();
+                let logits = if model.decoder.cache_outdated(cached, cached + 1) {
+                    // The cached keys no longer fit the rope (LongRoPE outgrew its original
+                    // context): recompute the whole sequence, as transformers does.
+                    running.cache = SequenceCache::new(model.decoder.spec().num_layers());
+                    let all: Vec<u32> = running
+                        .prompt
+                        .iter()
+                        .chain(&running.tokens)
+                        .copied()
+                        .collect();
+                    model
+                        .decoder
+                        .forward(&all, &mut running.cache, Logits::Last)?
+                } else {
+                    let last = *running
+                        .tokens
+                        .last()
+                        .expect("a running sequence has a token");
+                    model
+                        .decoder
+                        .forward(&[last], &mut running.cache, Logits::Last)?
+                };
                 (logits, running)
             }
         };
@@ -118,7 +136,7 @@ impl Sequence {
         let is_eos = !self.request.ignore_eos && model.info.eos_token_ids.contains(&id);
         // The whole sequence (prompt + generated) stays within the context, as in transformers.
         let out_of_room = running.tokens.len() >= self.request.max_tokens
-            || running.prompt_tokens + running.tokens.len() >= model.info.context_length;
+            || running.prompt.len() + running.tokens.len() >= model.info.context_length;
         let mut text = running.detokenizer.push(&model.tokenizer, id)?;
         if is_eos || out_of_room {
             text.push_str(&running.detokenizer.flush(&model.tokenizer)?);
@@ -172,7 +190,7 @@ impl Sequence {
                     text: r.text,
                     tokens: r.tokens,
                     finish_reason: reason,
-                    prompt_tokens: r.prompt_tokens,
+                    prompt_tokens: r.prompt.len(),
                     prefill_ms: r.prefill_ms,
                     decode_ms,
                     tokens_per_second: if decode_ms > 0.0 {

@@ -1,7 +1,10 @@
-//! Causal self-attention with grouped-query heads, rope, and the sequence's KV cache.
+//! Causal self-attention with grouped-query heads, rope, optional q/k norms, soft-capping and a
+//! sliding window, over the sequence's KV cache.
 
+use super::norm::RmsNorm;
+use super::rope::RopeTables;
 use crate::kv_cache::LayerCache;
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::Linear;
 
 pub struct Attention {
@@ -12,49 +15,69 @@ pub struct Attention {
     pub v: Linear,
     /// [hidden, n_heads * head_dim]
     pub o: Linear,
+    /// Per-head norms of queries and keys, over head_dim.
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
+    pub scale: f64,
+    pub softcap: Option<f64>,
+    /// Attend only to the last `w` positions (the query's own included).
+    pub sliding_window: Option<usize>,
 }
 
 impl Attention {
-    /// x: [1, seq, hidden]; cos/sin: [seq, head_dim / 2] for this pass's positions;
-    /// mask: [seq, cached + seq] additive (None for a single new token). Returns [1, seq, hidden].
+    /// x: [1, seq, hidden]; `rope` holds this pass's positions; `mask`: [seq, cached + seq]
+    /// additive, this layer's (None for a single new token). Returns [1, seq, hidden].
     pub fn forward(
         &self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        rope: &RopeTables,
         mask: Option<&Tensor>,
         cache: &mut LayerCache,
     ) -> Result<Tensor> {
         let (b, seq, _) = x.dims3()?;
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        // [b, heads, seq, head_dim]
-        let heads = |t: Tensor, n: usize| t.reshape((b, seq, n, hd))?.transpose(1, 2)?.contiguous();
-        let q = heads(self.q.forward(x)?, h)?;
-        let k = heads(self.k.forward(x)?, kvh)?;
-        let v = heads(self.v.forward(x)?, kvh)?;
-        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        // [b, heads, seq, head_dim], normed per head before rope where the family asks.
+        let heads = |t: Tensor, n: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
+            let t = t.reshape((b, seq, n, hd))?;
+            let t = match norm {
+                Some(norm) => norm.forward(&t)?,
+                None => t,
+            };
+            t.transpose(1, 2)?.contiguous()
+        };
+        let q = rope.apply(&heads(self.q.forward(x)?, h, &self.q_norm)?)?;
+        let k = rope.apply(&heads(self.k.forward(x)?, kvh, &self.k_norm)?)?;
+        let v = heads(self.v.forward(x)?, kvh, &None)?;
         // [b, kv_heads, total, head_dim]
-        let (k, v) = cache.append(&k, &v)?;
+        let (mut k, mut v) = cache.append(&k, &v)?;
+        if let (Some(w), None) = (self.sliding_window, mask) {
+            // A single new token sees the last `w` positions: drop the older ones instead of masking.
+            let total = k.dim(2)?;
+            if total > w {
+                k = k.narrow(2, total - w, w)?;
+                v = v.narrow(2, total - w, w)?;
+            }
+        }
         let total = k.dim(2)?;
 
         // Grouped-query attention without repeating K/V: the `group` query heads that share a
         // KV head are stacked along the sequence axis. q: [b, kv_heads, group * seq, head_dim]
         let group = h / kvh;
         let q = q.reshape((b, kvh, group * seq, hd))?;
-        let scale = 1.0 / (hd as f64).sqrt();
         // [b, kv_heads, group * seq, total]
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let scores = match mask {
-            Some(mask) => scores
+        let mut scores = (q.matmul(&k.t()?)? * self.scale)?;
+        if let Some(cap) = self.softcap {
+            scores = ((scores / cap)?.tanh()? * cap)?;
+        }
+        if let Some(mask) = mask {
+            scores = scores
                 .reshape((b, kvh, group, seq, total))?
                 .broadcast_add(mask)?
-                .reshape((b, kvh, group * seq, total))?,
-            None => scores,
-        };
+                .reshape((b, kvh, group * seq, total))?;
+        }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         // [b, kv_heads, group * seq, head_dim] → [b, seq, heads * head_dim]
         let out = probs.matmul(&v.contiguous()?)?;
@@ -66,16 +89,24 @@ impl Attention {
     }
 }
 
-/// Additive causal mask [seq, cached + seq]: query i (at position cached + i) sees keys 0..=cached + i.
-pub fn causal_mask(seq: usize, cached: usize, device: &candle_core::Device) -> Result<Tensor> {
+/// Additive mask [seq, cached + seq]: query i (at position cached + i) sees key j when
+/// j ≤ cached + i and, with a window w, j > cached + i - w (as transformers' sliding window).
+pub fn attention_mask(
+    seq: usize,
+    cached: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> Result<Tensor> {
     let total = cached + seq;
     let mask: Vec<f32> = (0..seq)
         .flat_map(|i| {
+            let pos = cached + i;
             (0..total).map(move |j| {
-                if j > cached + i {
-                    f32::NEG_INFINITY
-                } else {
+                let visible = j <= pos && window.is_none_or(|w| j + w > pos);
+                if visible {
                     0.0
+                } else {
+                    f32::NEG_INFINITY
                 }
             })
         })

@@ -15,11 +15,12 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// x: [batch, seq, hidden] → [batch, seq, hidden]
+    /// x: [..., hidden] → [..., hidden]
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gate = self.gate.forward(x)?;
         let gate = match self.activation {
             Activation::Silu => candle_nn::ops::silu(&gate)?,
+            Activation::GeluTanh => gate.gelu()?,
         };
         self.down.forward(&(gate * self.up.forward(x)?)?)
     }

@@ -1,9 +1,12 @@
-//! The one decoder: token embedding, `num_layers` pre-norm blocks (attention + gated MLP), final
-//! norm and the output projection, built from a `ModelSpec` and the checkpoint's weights.
-//! Architectures differ only through the spec; there is no per-family forward pass.
+//! The one decoder: token embedding, one block per layer (attention + feed-forward, each with its
+//! norms and residual), final norm and the output projection, built from a `ModelSpec` and the
+//! checkpoint's weights. Architectures differ only through the spec; there is no per-family
+//! forward pass.
 
 mod attention;
+mod load;
 mod mlp;
+mod moe;
 mod norm;
 mod rope;
 
@@ -11,10 +14,11 @@ use crate::error::Result;
 use crate::kv_cache::SequenceCache;
 use crate::spec::ModelSpec;
 use crate::weights::Weights;
-use attention::{causal_mask, Attention};
-use candle_core::{Device, Module, Tensor};
+use attention::{attention_mask, Attention};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear};
 use mlp::Mlp;
+use moe::Moe;
 use norm::RmsNorm;
 use rope::Rope;
 
@@ -27,11 +31,31 @@ pub enum Logits {
     All,
 }
 
+enum FeedForward {
+    Dense(Mlp),
+    Moe(Moe),
+}
+
+impl FeedForward {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            FeedForward::Dense(mlp) => mlp.forward(x),
+            FeedForward::Moe(moe) => moe.forward(x),
+        }
+    }
+}
+
+/// One layer. Pre-norm: `x + attn(norm(x))`, then `x + ffn(norm(x))`; with Gemma's sandwich
+/// norms each block's output is normed again before the residual add.
 struct Block {
     attn_norm: RmsNorm,
     attn: Attention,
-    mlp_norm: RmsNorm,
-    mlp: Mlp,
+    post_attn_norm: Option<RmsNorm>,
+    ffn_norm: RmsNorm,
+    ffn: FeedForward,
+    post_ffn_norm: Option<RmsNorm>,
+    /// Index into `Decoder::ropes`.
+    rope: usize,
 }
 
 pub struct Decoder {
@@ -40,94 +64,28 @@ pub struct Decoder {
     blocks: Vec<Block>,
     norm: RmsNorm,
     lm_head: Linear,
-    rope: Rope,
+    ropes: Vec<Rope>,
     device: Device,
 }
 
 impl Decoder {
     /// Builds the decoder, checking every tensor's presence and shape against `spec`.
-    /// Tensor names follow transformers (`model.layers.{i}.self_attn.q_proj.weight`, ...).
     pub fn load(spec: &ModelSpec, weights: &Weights, device: &Device) -> Result<Self> {
-        let (hidden, hd, inter) = (spec.hidden_size, spec.head_dim, spec.intermediate_size);
-        let linear = |name: &str, out_dim: usize, in_dim: usize, bias: bool| -> Result<Linear> {
-            let w = weights.get(&format!("{name}.weight"), &[out_dim, in_dim])?;
-            let b = if bias {
-                Some(weights.get(&format!("{name}.bias"), &[out_dim])?)
-            } else {
-                None
-            };
-            Ok(Linear::new(w, b))
-        };
-        let norm = |name: &str| -> Result<RmsNorm> {
-            Ok(RmsNorm::new(
-                weights.get(&format!("{name}.weight"), &[hidden])?,
-                spec.rms_norm_eps,
-            ))
-        };
-        let embed_weight = weights.get("model.embed_tokens.weight", &[spec.vocab_size, hidden])?;
-        let mut blocks = Vec::with_capacity(spec.num_layers);
-        for i in 0..spec.num_layers {
-            let p = format!("model.layers.{i}");
-            let ab = spec.attention_bias;
-            blocks.push(Block {
-                attn_norm: norm(&format!("{p}.input_layernorm"))?,
-                attn: Attention {
-                    q: linear(
-                        &format!("{p}.self_attn.q_proj"),
-                        spec.num_heads * hd,
-                        hidden,
-                        ab,
-                    )?,
-                    k: linear(
-                        &format!("{p}.self_attn.k_proj"),
-                        spec.num_kv_heads * hd,
-                        hidden,
-                        ab,
-                    )?,
-                    v: linear(
-                        &format!("{p}.self_attn.v_proj"),
-                        spec.num_kv_heads * hd,
-                        hidden,
-                        ab,
-                    )?,
-                    o: linear(
-                        &format!("{p}.self_attn.o_proj"),
-                        hidden,
-                        spec.num_heads * hd,
-                        ab,
-                    )?,
-                    num_heads: spec.num_heads,
-                    num_kv_heads: spec.num_kv_heads,
-                    head_dim: hd,
-                },
-                mlp_norm: norm(&format!("{p}.post_attention_layernorm"))?,
-                mlp: Mlp {
-                    gate: linear(&format!("{p}.mlp.gate_proj"), inter, hidden, spec.mlp_bias)?,
-                    up: linear(&format!("{p}.mlp.up_proj"), inter, hidden, spec.mlp_bias)?,
-                    down: linear(&format!("{p}.mlp.down_proj"), hidden, inter, spec.mlp_bias)?,
-                    activation: spec.activation,
-                },
-            });
-        }
-        // Tied checkpoints may still carry an lm_head copy; the config decides which is used.
-        let lm_head = if spec.tie_word_embeddings {
-            Linear::new(embed_weight.clone(), None)
-        } else {
-            linear("lm_head", spec.vocab_size, hidden, false)?
-        };
-        Ok(Decoder {
-            embed: Embedding::new(embed_weight, hidden),
-            blocks,
-            norm: norm("model.norm")?,
-            lm_head,
-            rope: Rope::new(&spec.rope),
-            spec: spec.clone(),
-            device: device.clone(),
-        })
+        load::decoder(spec, weights, device)
     }
 
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    /// Whether a sequence with `cached` positions in its cache must be recomputed from scratch
+    /// before growing to `seq_len` positions (see `Rope::invalidates_cache`).
+    pub fn cache_outdated(&self, cached: usize, seq_len: usize) -> bool {
+        cached > 0
+            && self
+                .ropes
+                .iter()
+                .any(|r| r.invalidates_cache(cached, seq_len))
     }
 
     /// Runs `tokens` (the next positions of the sequence whose state is `cache`) through the
@@ -144,29 +102,62 @@ impl Decoder {
         let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         // [1, seq, hidden]
         let mut x = self.embed.forward(&ids)?;
-        let (cos, sin) = self.rope.cos_sin(start, seq, &self.device)?;
-        let mask = if seq > 1 {
-            Some(causal_mask(seq, start, &self.device)?.to_dtype(x.dtype())?)
-        } else {
-            None
-        };
-        for (block, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            let h = block.attn.forward(
+        if let Some(scale) = self.spec.embedding_scale {
+            x = (x * scale)?;
+        }
+        let ropes = self
+            .ropes
+            .iter()
+            .map(|r| r.tables(start, seq, &self.device))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        // One mask per distinct window among the layers; none for a single new token.
+        let mut masks: Vec<(Option<usize>, Tensor)> = vec![];
+        if seq > 1 {
+            for layer in &self.spec.layers {
+                if !masks.iter().any(|(w, _)| *w == layer.sliding_window) {
+                    let mask = attention_mask(seq, start, layer.sliding_window, &self.device)?;
+                    masks.push((layer.sliding_window, mask.to_dtype(x.dtype())?));
+                }
+            }
+        }
+        for ((block, layer_cache), layer) in self
+            .blocks
+            .iter()
+            .zip(cache.layers.iter_mut())
+            .zip(&self.spec.layers)
+        {
+            let mask = masks
+                .iter()
+                .find(|(w, _)| *w == layer.sliding_window)
+                .map(|(_, m)| m);
+            let mut h = block.attn.forward(
                 &block.attn_norm.forward(&x)?,
-                &cos,
-                &sin,
-                mask.as_ref(),
+                &ropes[block.rope],
+                mask,
                 layer_cache,
             )?;
+            if let Some(norm) = &block.post_attn_norm {
+                h = norm.forward(&h)?;
+            }
             x = (x + h)?;
-            let h = block.mlp.forward(&block.mlp_norm.forward(&x)?)?;
+            let mut h = block.ffn.forward(&block.ffn_norm.forward(&x)?)?;
+            if let Some(norm) = &block.post_ffn_norm {
+                h = norm.forward(&h)?;
+            }
             x = (x + h)?;
         }
         cache.advance(seq);
         if logits == Logits::Last {
             x = x.narrow(1, seq - 1, 1)?;
         }
-        let out = self.lm_head.forward(&self.norm.forward(&x)?)?;
-        Ok(out.squeeze(0)?.to_dtype(candle_core::DType::F32)?)
+        let mut out = self
+            .lm_head
+            .forward(&self.norm.forward(&x)?)?
+            .squeeze(0)?
+            .to_dtype(DType::F32)?;
+        if let Some(cap) = self.spec.final_logit_softcap {
+            out = ((out / cap)?.tanh()? * cap)?;
+        }
+        Ok(out)
     }
 }

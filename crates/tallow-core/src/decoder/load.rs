@@ -1,0 +1,271 @@
+//! Building the decoder from checkpoint tensors. Names follow transformers
+//! (`model.layers.{i}.self_attn.q_proj.weight`, ...); where families store tensors differently
+//! (Phi-3's fused projections, the expert layouts of MoE checkpoints) the difference is handled
+//! here, so the forward pass never sees it.
+
+use super::attention::Attention;
+use super::mlp::Mlp;
+use super::moe::Moe;
+use super::norm::RmsNorm;
+use super::rope::Rope;
+use super::{Block, Decoder, FeedForward};
+use crate::error::{Error, ErrorCode, Result};
+use crate::spec::{FfnSpec, ModelSpec, TensorLayout};
+use crate::weights::Weights;
+use candle_core::{Device, Tensor};
+use candle_nn::{Embedding, Linear};
+
+struct Loader<'a> {
+    spec: &'a ModelSpec,
+    weights: &'a Weights,
+}
+
+impl Loader<'_> {
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.weights.get(name, shape)
+    }
+
+    /// `{name}.weight` [out, in] and, with `bias`, `{name}.bias` [out].
+    fn linear(&self, name: &str, out_dim: usize, in_dim: usize, bias: bool) -> Result<Linear> {
+        let w = self.tensor(&format!("{name}.weight"), &[out_dim, in_dim])?;
+        let b = if bias {
+            Some(self.tensor(&format!("{name}.bias"), &[out_dim])?)
+        } else {
+            None
+        };
+        Ok(Linear::new(w, b))
+    }
+
+    fn norm(&self, name: &str, dim: usize) -> Result<RmsNorm> {
+        Ok(RmsNorm::new(
+            self.tensor(&format!("{name}.weight"), &[dim])?,
+            &self.spec.norm,
+        )?)
+    }
+
+    fn attention(&self, p: &str, sliding_window: Option<usize>) -> Result<Attention> {
+        let s = self.spec;
+        let (h, kvh, hd, hidden) = (s.num_heads, s.num_kv_heads, s.head_dim, s.hidden_size);
+        let bias = s.attention.qkv_bias;
+        let (q, k, v) = match s.tensors {
+            TensorLayout::Separate => (
+                self.linear(&format!("{p}.self_attn.q_proj"), h * hd, hidden, bias)?,
+                self.linear(&format!("{p}.self_attn.k_proj"), kvh * hd, hidden, bias)?,
+                self.linear(&format!("{p}.self_attn.v_proj"), kvh * hd, hidden, bias)?,
+            ),
+            TensorLayout::Fused => {
+                // qkv_proj: [(heads + 2 * kv_heads) * head_dim, hidden], q rows then k then v.
+                let qkv = self.linear(
+                    &format!("{p}.self_attn.qkv_proj"),
+                    (h + 2 * kvh) * hd,
+                    hidden,
+                    bias,
+                )?;
+                let [q, k, v] = split_rows(&qkv, [h * hd, kvh * hd, kvh * hd])?;
+                (q, k, v)
+            }
+        };
+        let qk_norm = |which: &str| -> Result<Option<RmsNorm>> {
+            if s.attention.qk_norm {
+                Ok(Some(self.norm(&format!("{p}.self_attn.{which}"), hd)?))
+            } else {
+                Ok(None)
+            }
+        };
+        Ok(Attention {
+            q,
+            k,
+            v,
+            o: self.linear(
+                &format!("{p}.self_attn.o_proj"),
+                hidden,
+                h * hd,
+                s.attention.out_bias,
+            )?,
+            q_norm: qk_norm("q_norm")?,
+            k_norm: qk_norm("k_norm")?,
+            num_heads: h,
+            num_kv_heads: kvh,
+            head_dim: hd,
+            scale: s.attention.scale,
+            softcap: s.attention.softcap,
+            sliding_window,
+        })
+    }
+
+    /// A gated MLP whose tensors are under `p` (`{p}.gate_proj`, ... or `{p}.gate_up_proj`).
+    fn dense(&self, p: &str, intermediate: usize, bias: bool) -> Result<Mlp> {
+        let hidden = self.spec.hidden_size;
+        let (gate, up) = match self.spec.tensors {
+            TensorLayout::Separate => (
+                self.linear(&format!("{p}.gate_proj"), intermediate, hidden, bias)?,
+                self.linear(&format!("{p}.up_proj"), intermediate, hidden, bias)?,
+            ),
+            TensorLayout::Fused => {
+                // gate_up_proj: [2 * intermediate, hidden], gate rows first.
+                let gate_up =
+                    self.linear(&format!("{p}.gate_up_proj"), 2 * intermediate, hidden, bias)?;
+                let [gate, up] = split_rows(&gate_up, [intermediate, intermediate])?;
+                (gate, up)
+            }
+        };
+        Ok(Mlp {
+            gate,
+            up,
+            down: self.linear(&format!("{p}.down_proj"), hidden, intermediate, bias)?,
+            activation: self.spec.activation,
+        })
+    }
+
+    /// A mixture of experts, from whichever of the layouts checkpoints use:
+    /// transformers 5's stacked `mlp.experts.gate_up_proj` [experts, 2 * inter, hidden] and
+    /// `mlp.experts.down_proj` [experts, hidden, inter]; per-expert `mlp.experts.{e}.gate_proj`
+    /// (Qwen MoE); or Mixtral's `block_sparse_moe.experts.{e}.w1/w3/w2` (gate/up/down).
+    fn moe(
+        &self,
+        p: &str,
+        num_experts: usize,
+        top_k: usize,
+        inter: usize,
+        renormalize: bool,
+    ) -> Result<Moe> {
+        let hidden = self.spec.hidden_size;
+        let activation = self.spec.activation;
+        let mixtral = format!("{p}.block_sparse_moe");
+        let (root, experts) = if self
+            .weights
+            .contains(&format!("{p}.mlp.experts.gate_up_proj"))
+        {
+            let gate_up = self.tensor(
+                &format!("{p}.mlp.experts.gate_up_proj"),
+                &[num_experts, 2 * inter, hidden],
+            )?;
+            let down = self.tensor(
+                &format!("{p}.mlp.experts.down_proj"),
+                &[num_experts, hidden, inter],
+            )?;
+            let experts = (0..num_experts)
+                .map(|e| -> Result<Mlp> {
+                    let gate_up = Linear::new(gate_up.get(e)?, None);
+                    let [gate, up] = split_rows(&gate_up, [inter, inter])?;
+                    Ok(Mlp {
+                        gate,
+                        up,
+                        down: Linear::new(down.get(e)?, None),
+                        activation,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            (format!("{p}.mlp"), experts)
+        } else if self.weights.contains(&format!("{mixtral}.gate.weight")) {
+            let experts = (0..num_experts)
+                .map(|e| -> Result<Mlp> {
+                    let ep = format!("{mixtral}.experts.{e}");
+                    Ok(Mlp {
+                        gate: self.linear(&format!("{ep}.w1"), inter, hidden, false)?,
+                        up: self.linear(&format!("{ep}.w3"), inter, hidden, false)?,
+                        down: self.linear(&format!("{ep}.w2"), hidden, inter, false)?,
+                        activation,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            (mixtral, experts)
+        } else {
+            let experts = (0..num_experts)
+                .map(|e| self.dense(&format!("{p}.mlp.experts.{e}"), inter, false))
+                .collect::<Result<Vec<_>>>()?;
+            (format!("{p}.mlp"), experts)
+        };
+        Ok(Moe {
+            router: self.linear(&format!("{root}.gate"), num_experts, hidden, false)?,
+            experts,
+            top_k,
+            renormalize,
+        })
+    }
+}
+
+/// Splits a bias-free linear layer by rows into consecutive parts of the given sizes.
+fn split_rows<const N: usize>(fused: &Linear, sizes: [usize; N]) -> Result<[Linear; N]> {
+    if fused.bias().is_some() {
+        return Err(Error::new(
+            ErrorCode::UnsupportedConfig,
+            "fused projections with a bias are not supported",
+        ));
+    }
+    let mut offset = 0;
+    let parts = sizes.map(|rows| {
+        let part = fused
+            .weight()
+            .narrow(0, offset, rows)
+            .map(|w| Linear::new(w, None));
+        offset += rows;
+        part
+    });
+    let mut out = Vec::with_capacity(N);
+    for part in parts {
+        out.push(part?);
+    }
+    Ok(out
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("N parts were made")))
+}
+
+pub fn decoder(spec: &ModelSpec, weights: &Weights, device: &Device) -> Result<Decoder> {
+    let l = Loader { spec, weights };
+    let hidden = spec.hidden_size;
+    let embed_weight = l.tensor("model.embed_tokens.weight", &[spec.vocab_size, hidden])?;
+    let mut blocks = Vec::with_capacity(spec.num_layers());
+    for (i, layer) in spec.layers.iter().enumerate() {
+        let p = format!("model.layers.{i}");
+        let (post_attn_norm, ffn_norm, post_ffn_norm) = if spec.norm.sandwich {
+            (
+                Some(l.norm(&format!("{p}.post_attention_layernorm"), hidden)?),
+                l.norm(&format!("{p}.pre_feedforward_layernorm"), hidden)?,
+                Some(l.norm(&format!("{p}.post_feedforward_layernorm"), hidden)?),
+            )
+        } else {
+            (
+                None,
+                l.norm(&format!("{p}.post_attention_layernorm"), hidden)?,
+                None,
+            )
+        };
+        let ffn = match layer.ffn {
+            FfnSpec::Dense {
+                intermediate_size,
+                bias,
+            } => FeedForward::Dense(l.dense(&format!("{p}.mlp"), intermediate_size, bias)?),
+            FfnSpec::Moe {
+                num_experts,
+                top_k,
+                intermediate_size,
+                renormalize,
+            } => FeedForward::Moe(l.moe(&p, num_experts, top_k, intermediate_size, renormalize)?),
+        };
+        blocks.push(Block {
+            attn_norm: l.norm(&format!("{p}.input_layernorm"), hidden)?,
+            attn: l.attention(&p, layer.sliding_window)?,
+            post_attn_norm,
+            ffn_norm,
+            ffn,
+            post_ffn_norm,
+            rope: layer.rope,
+        });
+    }
+    // Tied checkpoints may still carry an lm_head copy; the config decides which is used.
+    let lm_head = if spec.tie_word_embeddings {
+        Linear::new(embed_weight.clone(), None)
+    } else {
+        l.linear("lm_head", spec.vocab_size, hidden, false)?
+    };
+    Ok(Decoder {
+        embed: Embedding::new(embed_weight, hidden),
+        blocks,
+        norm: l.norm("model.norm", hidden)?,
+        lm_head,
+        ropes: spec.ropes.iter().map(Rope::new).collect(),
+        spec: spec.clone(),
+        device: device.clone(),
+    })
+}
