@@ -16,6 +16,7 @@ pub fn describe(architecture: &str, cfg: Fields) -> Result<Option<ModelSpec>> {
         "MixtralForCausalLM" => mixtral(cfg)?,
         "Qwen2ForCausalLM" => qwen2(cfg)?,
         "Qwen3ForCausalLM" => qwen3(architecture, cfg)?,
+        "Qwen3MoeForCausalLM" => qwen3_moe(cfg)?,
         "Phi3ForCausalLM" => phi3(cfg)?,
         "Gemma2ForCausalLM" => gemma2(cfg)?,
         "Gemma3ForCausalLM" => gemma3(cfg)?,
@@ -219,6 +220,32 @@ fn qwen3(architecture: &str, cfg: Fields) -> Result<ModelSpec> {
     let mut spec = base(architecture, cfg)?;
     spec.attention.qk_norm = true;
     qwen_windows(spec, cfg)
+}
+
+/// Qwen 3 MoE: Qwen 3 whose feed-forward is a routed mixture of experts, except in
+/// `mlp_only_layers` and layers off the `decoder_sparse_step` grid.
+fn qwen3_moe(cfg: Fields) -> Result<ModelSpec> {
+    let mut spec = qwen3("Qwen3MoeForCausalLM", cfg)?;
+    // transformers 4.x writes `num_experts`, 5.x `num_local_experts`.
+    let num_experts = match cfg.opt_count("num_experts")? {
+        Some(n) => n,
+        None => cfg.opt_count("num_local_experts")?.unwrap_or(0),
+    };
+    let step = cfg.opt_dim("decoder_sparse_step")?.unwrap_or(1);
+    let dense_only = cfg.index_list("mlp_only_layers")?;
+    let moe = FfnSpec::Moe {
+        num_experts,
+        top_k: cfg.dim("num_experts_per_tok")?,
+        intermediate_size: cfg.dim("moe_intermediate_size")?,
+        renormalize: cfg.opt_bool("norm_topk_prob")?.unwrap_or(false),
+    };
+    check_moe(&moe)?;
+    for (i, layer) in spec.layers.iter_mut().enumerate() {
+        if !dense_only.contains(&i) && num_experts > 0 && (i + 1) % step == 0 {
+            layer.ffn = moe.clone();
+        }
+    }
+    Ok(spec)
 }
 
 /// Phi-3: q/k/v and gate/up stored fused; LongRoPE and partial rotary come through the rope.

@@ -180,6 +180,31 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A list of layer indices (e.g. `mlp_only_layers`); absent is empty.
+    pub fn index_list(&self, field: &str) -> Result<Vec<usize>> {
+        match self.get(field) {
+            None => Ok(vec![]),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_u64()
+                        .filter(|&n| n < MAX_DIM)
+                        .map(|n| n as usize)
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "config.json field '{}' must hold layer indices, got {v}",
+                                self.name(field)
+                            ))
+                        })
+                })
+                .collect(),
+            Some(v) => Err(invalid(format!(
+                "config.json field '{}' must be a list, got {v}",
+                self.name(field)
+            ))),
+        }
+    }
+
     /// A token id field that may be a single id or a list of ids (as eos_token_id often is).
     pub fn token_ids(&self, field: &str) -> Result<Vec<u32>> {
         let as_id = |v: &Value| -> Result<u32> {

@@ -19,6 +19,7 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
     "MixtralForCausalLM",
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",
+    "Qwen3MoeForCausalLM",
     "Phi3ForCausalLM",
     "Gemma2ForCausalLM",
     "Gemma3ForCausalLM",
@@ -64,7 +65,7 @@ fn architecture_of(cfg: &Value) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::RopeScaling;
+    use crate::spec::{FfnSpec, RopeScaling};
 
     const BASE: &str = r#"{"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":128,
         "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":512,
@@ -135,5 +136,22 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn qwen3_moe_layers_follow_mlp_only_layers_and_the_sparse_step() {
+        let cfg = BASE
+            .replace("LlamaForCausalLM", "Qwen3MoeForCausalLM")
+            .replace("\"num_hidden_layers\":2", "\"num_hidden_layers\":4");
+        let spec = parse_config(&format!(
+            r#"{cfg},"num_experts":4,"num_experts_per_tok":2,"moe_intermediate_size":32,"norm_topk_prob":true,"decoder_sparse_step":1,"mlp_only_layers":[1]}}"#
+        ))
+        .unwrap();
+        let moe: Vec<bool> = spec
+            .layers
+            .iter()
+            .map(|l| matches!(l.ffn, FfnSpec::Moe { .. }))
+            .collect();
+        assert_eq!(moe, [true, false, true, true]);
     }
 }
