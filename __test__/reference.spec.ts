@@ -87,7 +87,7 @@ for (const name of MODEL_NAMES) {
     const { info } = model(name)
     t.true(Object.isFrozen(info))
     t.true(Object.isFrozen(info.eosTokenIds))
-    t.is(info.architecture, cfg.architectures[0])
+    t.deepEqual(cfg.architectures, [info.architecture])
     t.is(info.format, 'safetensors')
     t.is(info.path, resolve(dir))
     t.is(info.dtype, DTYPES[ref.checkpoint_dtype])
