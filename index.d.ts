@@ -14,12 +14,16 @@ export declare class NativeModel {
   /** Loads the model directory on a thread the engine owns. */
   static load(path: string, options: NativeLoadOptions): Promise<NativeModel>
   info(): NativeModelInfo
-  tokenize(text: string, addSpecialTokens: boolean): Array<number>
+  tokenize(text: string, addSpecialTokens: boolean, parseSpecial: boolean): Array<number>
   detokenize(ids: Array<number>, skipSpecialTokens: boolean): string
   /** Queues a generation on the engine; events are pulled with `NativeStream.next()`. */
   generate(prompt: NativePrompt, options: NativeGenerateOptions): NativeStream
   /** Logits of the last position ([vocab]) or of all positions (row-major [n, vocab]). */
   evaluate(tokens: Array<number>, allPositions: boolean): Promise<Float32Array>
+  /** Renders a conversation into prompt text with the model's chat template. */
+  applyChatTemplate(request: NativeChatRequest): string
+  /** Frees the KV cache kept for a session. */
+  dropSession(session: number): void
   /** Stops the engine thread; generations in flight end with finishReason 'abort'. Idempotent. */
   dispose(): void
 }
@@ -35,6 +39,20 @@ export declare class NativeStream {
   cancel(): void
 }
 
+/** A tokenizer on its own, without a model (tokenizer.json). */
+export declare class NativeTokenizer {
+  /** Loads a tokenizer.json, or the one in a directory, on a thread of its own. */
+  static load(path: string): Promise<NativeTokenizer>
+  vocabSize(): number
+  tokenize(text: string, addSpecialTokens: boolean, parseSpecial: boolean): Array<number>
+  detokenize(ids: Array<number>, skipSpecialTokens: boolean): string
+  /**
+   * The chunks the engine's incremental detokenizer emits for `ids` pushed one at a time:
+   * one per id, then what the final flush returns.
+   */
+  decodeStream(ids: Array<number>, skipSpecialTokens: boolean): Array<string>
+}
+
 /** Devices this build was compiled for, e.g. `['cpu']` or `['cpu', 'cuda']`. */
 export declare function availableDevices(): Array<string>
 
@@ -43,6 +61,20 @@ export declare function availableDevices(): Array<string>
  * thread, `'thread'` panics on a separate thread behind the engine's panic guard. Both throw.
  */
 export declare function debugPanic(place: string): void
+
+/** A conversation to render with a chat template (see tallow_core::chat_template::ChatRequest). */
+export interface NativeChatRequest {
+  messages: Array<any>
+  tools?: Array<any>
+  documents?: Array<any>
+  addGenerationPrompt: boolean
+  /** Leave the last message open for the model to continue (assistant prefill). */
+  continueFinalMessage: boolean
+  /** Further template variables, e.g. `{ enable_thinking: false }`. */
+  variables?: Record<string, any>
+  /** A template source, or a built-in's name (`chatml`, `llama3`, ...), instead of the model's. */
+  template?: string
+}
 
 export interface NativeEvent {
   kind: string
@@ -59,6 +91,10 @@ export interface NativeGenerateOptions {
   seed?: number
   stop: Array<string>
   ignoreEos: boolean
+  /** For a text prompt: special-token text in it becomes control tokens. */
+  parseSpecial: boolean
+  /** Keep the KV cache under this id and start from the one kept under it. */
+  session?: number
 }
 
 export interface NativeLoadOptions {
@@ -79,6 +115,8 @@ export interface NativeModelInfo {
   eosTokenIds: Array<number>
   device: string
   threads: number
+  /** Where the chat template comes from: 'model', 'builtin:<name>', or absent. */
+  chatTemplate?: string
 }
 
 export interface NativePrompt {
@@ -91,6 +129,7 @@ export interface NativeResult {
   tokens: Array<number>
   finishReason: string
   promptTokens: number
+  cachedPromptTokens: number
   completionTokens: number
   prefillMs: number
   decodeMs: number

@@ -837,5 +837,6 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeModel = nativeBinding.NativeModel
 module.exports.NativeStream = nativeBinding.NativeStream
+module.exports.NativeTokenizer = nativeBinding.NativeTokenizer
 module.exports.availableDevices = nativeBinding.availableDevices
 module.exports.debugPanic = nativeBinding.debugPanic

@@ -31,7 +31,7 @@ test('the chunks of a stream add up to its result', async (t) => {
   )
   t.is(chunks.map((c) => c.text).join(''), result.text)
   t.is(model.detokenize(result.tokens), result.text)
-  t.deepEqual(result.usage, { promptTokens: prompt.length, completionTokens: 48 })
+  t.deepEqual(result.usage, { promptTokens: prompt.length, cachedPromptTokens: 0, completionTokens: 48 })
   for (const value of Object.values(result.timings)) t.true(Number.isFinite(value) && value >= 0)
   t.true(result.timings.tokensPerSecond > 0)
 })

@@ -76,7 +76,7 @@ for (const name of MODEL_NAMES) {
       const result = await model(name).generate(prompt, options)
       t.deepEqual(result.tokens, tokens, `prompt as ${typeof prompt === 'string' ? 'text' : 'ids'}`)
       t.is(result.finishReason, 'length')
-      t.deepEqual(result.usage, { promptTokens: ids.length, completionTokens: tokens.length })
+      t.deepEqual(result.usage, { promptTokens: ids.length, cachedPromptTokens: 0, completionTokens: tokens.length })
       t.is(result.text, model(name).detokenize(tokens))
     }
   })

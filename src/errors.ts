@@ -27,6 +27,10 @@
  * - `UNSUPPORTED_DEVICE`: the device asked for is not available in this build; the message
  *   lists the ones that are.
  * - `MODEL_DISPOSED`: the model was used after {@link Model.dispose}.
+ * - `INVALID_TEMPLATE`: the chat template does not parse, fails while rendering, runs over its
+ *   limits (time, recursion, output size), or the model has none for chat.
+ * - `TEMPLATE_ERROR`: the chat template rejected the conversation (its `raise_exception`
+ *   message, e.g. roles that must alternate).
  * - `IO_ERROR`: reading a model file failed.
  * - `INTERNAL`: a bug in tallow (including a panic in the native code). Please report it.
  */
@@ -45,6 +49,8 @@ export type ErrorCode =
   | 'INVALID_OPTIONS'
   | 'UNSUPPORTED_DEVICE'
   | 'MODEL_DISPOSED'
+  | 'INVALID_TEMPLATE'
+  | 'TEMPLATE_ERROR'
   | 'IO_ERROR'
   | 'INTERNAL'
 
@@ -63,6 +69,8 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'INVALID_OPTIONS',
   'UNSUPPORTED_DEVICE',
   'MODEL_DISPOSED',
+  'INVALID_TEMPLATE',
+  'TEMPLATE_ERROR',
   'IO_ERROR',
   'INTERNAL',
 ])

@@ -14,16 +14,17 @@
  * @packageDocumentation
  */
 export { availableDevices, type BackendOptions, type Device } from './backend'
-export { TallowError, type ErrorCode } from './errors'
 export {
-  loadModel,
-  Model,
-  type DetokenizeOptions,
-  type EvaluateOptions,
-  type LoadOptions,
-  type ModelInfo,
-  type TokenizeOptions,
-} from './model'
+  ChatSession,
+  type ApplyChatTemplateOptions,
+  type ChatMessage,
+  type ChatOptions,
+  type ChatResult,
+  type ChatSessionOptions,
+  type ChatTemplateOptions,
+} from './chat'
+export { TallowError, type ErrorCode } from './errors'
+export { loadModel, Model, type EvaluateOptions, type LoadOptions, type ModelInfo } from './model'
 export type { Prompt } from './prompt'
 export { DEFAULT_SAMPLING, type GenerateOptions, type SamplingOptions } from './sampling'
 export {
@@ -34,3 +35,4 @@ export {
   type Timings,
   type Usage,
 } from './stream'
+export { loadTokenizer, Tokenizer, type DetokenizeOptions, type TokenizeOptions } from './tokenizer'

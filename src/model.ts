@@ -6,25 +6,30 @@ import { resolve } from 'node:path'
 import { resolveBackend, type BackendOptions } from './backend'
 import { TallowError } from './errors'
 import { callNative, callNativeAsync, native, type NativeModel, type NativeModelInfo } from './native'
+import {
+  CHAT_TEMPLATE_OPTION_NAMES,
+  ChatSession,
+  messageTexts,
+  splitChatOptions,
+  toNativeChatRequest,
+  type ApplyChatTemplateOptions,
+  type ChatHost,
+  type ChatMessage,
+  type ChatOptions,
+  type ChatResult,
+  type ChatSessionOptions,
+} from './chat'
 import { booleanOption, checkOptionNames } from './options'
 import { toNativePrompt, validateTokenIds, type Prompt } from './prompt'
 import { validateGenerateOptions, type GenerateOptions } from './sampling'
 import { GenerationStream, type GenerationResult } from './stream'
+import { detokenizeWith, tokenizeWith, type DetokenizeOptions, type TokenizeOptions } from './tokenizer'
+
+/** Ids of chat sessions, unique per process (the engine keys session caches by them). */
+let nextSession = 0
 
 /** Options of {@link loadModel}. */
 export type LoadOptions = BackendOptions
-
-/** Options of {@link Model.tokenize}. */
-export interface TokenizeOptions {
-  /** Add the special tokens the tokenizer adds around a text (such as BOS). Default `true`. */
-  addSpecialTokens?: boolean
-}
-
-/** Options of {@link Model.detokenize}. */
-export interface DetokenizeOptions {
-  /** Leave special tokens (such as BOS and EOS) out of the text. Default `true`. */
-  skipSpecialTokens?: boolean
-}
 
 /** Options of {@link Model.evaluate}. */
 export interface EvaluateOptions {
@@ -61,6 +66,11 @@ export interface ModelInfo {
   readonly device: string
   /** The number of CPU threads the engine uses. */
   readonly threads: number
+  /**
+   * Where the chat template comes from: `'model'` (the model ships one), `'builtin:<name>'` (ours
+   * for its family), or absent (chat needs the `template` option).
+   */
+  readonly chatTemplate?: string
 }
 
 function toModelInfo(info: NativeModelInfo): ModelInfo {
@@ -77,6 +87,7 @@ function toModelInfo(info: NativeModelInfo): ModelInfo {
     eosTokenIds: Object.freeze([...info.eosTokenIds]),
     device: info.device,
     threads: info.threads,
+    ...(typeof info.chatTemplate === 'string' ? { chatTemplate: info.chatTemplate } : {}),
   }
   return Object.freeze(result)
 }
@@ -136,18 +147,14 @@ export class Model {
   }
 
   /**
-   * Splits `text` into token ids with the model's tokenizer.
+   * Splits `text` into token ids with the model's tokenizer. Special-token text inside `text`
+   * stays plain text unless `parseSpecial` is set.
    *
-   * @throws TallowError INVALID_PROMPT if `text` is not a string; MODEL_DISPOSED
+   * @throws TallowError INVALID_OPTIONS, INVALID_PROMPT if `text` is not a string; MODEL_DISPOSED
    */
   tokenize(text: string, options: TokenizeOptions = {}): number[] {
     this.#checkAlive()
-    checkOptionNames(options, ['addSpecialTokens'])
-    const addSpecialTokens = booleanOption('addSpecialTokens', options.addSpecialTokens, true)
-    if (typeof text !== 'string') {
-      throw new TallowError('INVALID_PROMPT', 'the text to tokenize must be a string')
-    }
-    return callNative(() => this.#inner.tokenize(text, addSpecialTokens))
+    return tokenizeWith(this.#inner, text, options)
   }
 
   /**
@@ -158,10 +165,7 @@ export class Model {
    */
   detokenize(ids: readonly number[], options: DetokenizeOptions = {}): string {
     this.#checkAlive()
-    checkOptionNames(options, ['skipSpecialTokens'])
-    const skipSpecialTokens = booleanOption('skipSpecialTokens', options.skipSpecialTokens, true)
-    const checked = validateTokenIds(ids, 'ids')
-    return callNative(() => this.#inner.detokenize([...checked], skipSpecialTokens))
+    return detokenizeWith(this.#inner, ids, options)
   }
 
   /**
@@ -201,6 +205,67 @@ export class Model {
   }
 
   /**
+   * Renders a conversation into prompt text with the model's chat template, exactly as
+   * transformers' `apply_chat_template(..., tokenize=False)` does.
+   *
+   * @example
+   * ```ts
+   * const text = model.applyChatTemplate([{ role: 'user', content: 'Hi!' }])
+   * ```
+   * @throws TallowError INVALID_PROMPT (bad messages, or special-token text in them without
+   *   `parseSpecial`), INVALID_OPTIONS, INVALID_TEMPLATE (no template, or one that fails or runs
+   *   over its limits), TEMPLATE_ERROR (the template rejected the conversation), MODEL_DISPOSED
+   */
+  applyChatTemplate(messages: readonly ChatMessage[], options: ApplyChatTemplateOptions = {}): string {
+    this.#checkAlive()
+    checkOptionNames(options, CHAT_TEMPLATE_OPTION_NAMES)
+    const { request, parseSpecial, messages: checked } = toNativeChatRequest(messages, options)
+    if (!parseSpecial) this.#rejectControlText(checked)
+    return callNative(() => this.#inner.applyChatTemplate(request))
+  }
+
+  /**
+   * Streams the assistant's reply to a conversation (see {@link GenerationStream}).
+   *
+   * @throws TallowError as {@link applyChatTemplate} and {@link stream}
+   */
+  streamChat(messages: readonly ChatMessage[], options: ChatOptions = {}): GenerationStream {
+    return this.#chatTurn(messages, options, true)
+  }
+
+  /**
+   * Generates the assistant's reply to a conversation.
+   *
+   * @example
+   * ```ts
+   * const { message } = await model.chat([{ role: 'user', content: 'Name a fruit.' }], { maxTokens: 32 })
+   * ```
+   * @throws TallowError as {@link applyChatTemplate} and {@link generate}
+   */
+  async chat(messages: readonly ChatMessage[], options: ChatOptions = {}): Promise<ChatResult> {
+    const result = await this.#chatTurn(messages, options, false).result
+    return { ...result, message: { role: 'assistant', content: result.text } }
+  }
+
+  /**
+   * Starts a conversation that keeps its history and the engine's KV cache between turns.
+   *
+   * @throws TallowError INVALID_OPTIONS, MODEL_DISPOSED
+   */
+  createChatSession(options: ChatSessionOptions = {}): ChatSession {
+    this.#checkAlive()
+    const host: ChatHost = {
+      streamChatTurn: (messages, turnOptions, session, onEnd) =>
+        this.#chatTurn(messages, turnOptions, true, session, onEnd),
+      dropSession: (session) => {
+        if (!this.#disposed) callNative(() => this.#inner.dropSession(session))
+      },
+    }
+    nextSession = (nextSession % 0xffff_ffff) + 1
+    return new ChatSession(host, nextSession, options)
+  }
+
+  /**
    * Runs the model over `tokens` and returns the logits (unnormalized log-probabilities of the
    * next token): `[vocabSize]` for the last position, or `[tokens.length, vocabSize]` row-major
    * with `allPositions`. The model's state is not changed; each call starts afresh.
@@ -236,13 +301,50 @@ export class Model {
     }
   }
 
-  #start(prompt: Prompt, options: GenerateOptions, bufferChunks: boolean): GenerationStream {
+  #start(
+    prompt: Prompt,
+    options: GenerateOptions,
+    bufferChunks: boolean,
+    session?: number,
+    onEnd?: (result: GenerationResult | undefined) => void,
+  ): GenerationStream {
     this.#checkAlive()
-    const nativeOptions = validateGenerateOptions(options)
+    const nativeOptions = { ...validateGenerateOptions(options), ...(session === undefined ? {} : { session }) }
     const nativePrompt = toNativePrompt(prompt)
     const { signal } = options
-    if (signal?.aborted === true) return new GenerationStream(undefined, signal, bufferChunks)
+    if (signal?.aborted === true) return new GenerationStream(undefined, signal, bufferChunks, onEnd)
     const source = callNative(() => this.#inner.generate(nativePrompt, nativeOptions))
-    return new GenerationStream(source, signal, bufferChunks)
+    return new GenerationStream(source, signal, bufferChunks, onEnd)
+  }
+
+  #chatTurn(
+    messages: readonly ChatMessage[],
+    options: ChatOptions,
+    bufferChunks: boolean,
+    session?: number,
+    onEnd?: (result: GenerationResult | undefined) => void,
+  ): GenerationStream {
+    const { template, generation } = splitChatOptions(options)
+    const text = this.applyChatTemplate(messages, template)
+    // The rendered text holds the template's control tokens, so they are parsed as such (message
+    // contents were checked for control text above); the template writes BOS itself.
+    const ids = this.tokenize(text, { addSpecialTokens: false, parseSpecial: true })
+    return this.#start(ids, generation, bufferChunks, session, onEnd)
+  }
+
+  /** Special-token text in a message would forge conversation structure: reject it. */
+  #rejectControlText(messages: readonly ChatMessage[]): void {
+    messages.forEach((message, i) => {
+      for (const text of messageTexts(message)) {
+        const plain = this.tokenize(text, { addSpecialTokens: false, parseSpecial: false })
+        const parsed = this.tokenize(text, { addSpecialTokens: false, parseSpecial: true })
+        if (plain.length !== parsed.length || plain.some((id, k) => id !== parsed[k])) {
+          throw new TallowError(
+            'INVALID_PROMPT',
+            `messages[${i}] contains special-token text; pass parseSpecial: true to let messages hold control tokens`,
+          )
+        }
+      }
+    })
   }
 }

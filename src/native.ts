@@ -9,6 +9,7 @@ import type * as Binding from '../index.js'
 import { TallowError, toTallowError } from './errors'
 
 export type {
+  NativeChatRequest,
   NativeEvent,
   NativeGenerateOptions,
   NativeLoadOptions,
@@ -17,6 +18,7 @@ export type {
   NativePrompt,
   NativeResult,
   NativeStream,
+  NativeTokenizer,
 } from '../index.js'
 
 /** The native addon's exports. */

@@ -36,6 +36,20 @@ export function validateTokenIds(ids: unknown, what: string): number[] {
   return ids as number[]
 }
 
+// A UTF-16 surrogate without its other half (matched code unit by code unit: no `u` flag).
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+
+/**
+ * `text` with every lone surrogate replaced by U+FFFD: a JavaScript string may hold one, UTF-8
+ * (what the engine reads) cannot. Node's own conversion to UTF-8 does the same; doing it here
+ * makes it the SDK's rule rather than a detail of the binding.
+ *
+ * @internal
+ */
+export function toWellFormed(text: string): string {
+  return text.replace(LONE_SURROGATE, '\uFFFD')
+}
+
 /**
  * Turns a {@link Prompt} into the engine's form.
  *
@@ -43,7 +57,7 @@ export function validateTokenIds(ids: unknown, what: string): number[] {
  * @internal
  */
 export function toNativePrompt(prompt: Prompt): NativePrompt {
-  if (typeof prompt === 'string') return { text: prompt }
+  if (typeof prompt === 'string') return { text: toWellFormed(prompt) }
   if (Array.isArray(prompt)) {
     if (prompt.length === 0) throw new TallowError('INVALID_PROMPT', 'the prompt is empty')
     return { tokens: [...validateTokenIds(prompt, 'prompt')] }

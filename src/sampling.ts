@@ -52,6 +52,12 @@ export interface GenerateOptions extends SamplingOptions {
    * when the call is made gives a result with no tokens, without running the model.
    */
   signal?: AbortSignal
+  /**
+   * For a string prompt: turn special-token text in it (such as `<|im_start|>`) into those
+   * special tokens. Default `false`: it is tokenized as plain text, as {@link Model.tokenize}
+   * does by default. Token-id prompts are used as they are.
+   */
+  parseSpecial?: boolean
 }
 
 /** The defaults of {@link SamplingOptions} (`seed` has none: it is random per generation). */
@@ -73,6 +79,7 @@ const KNOWN_OPTIONS: readonly string[] = [
   'stop',
   'ignoreEos',
   'signal',
+  'parseSpecial',
 ]
 
 // The largest value a native u32 holds.
@@ -100,6 +107,7 @@ export function validateGenerateOptions(options: GenerateOptions = {}): NativeGe
     stop = DEFAULT_SAMPLING.stop,
     ignoreEos,
     signal,
+    parseSpecial,
   } = options
 
   if (!isInteger(maxTokens, 1, MAX_U32)) {
@@ -131,6 +139,7 @@ export function validateGenerateOptions(options: GenerateOptions = {}): NativeGe
     topP,
     stop: [...stop],
     ignoreEos: booleanOption('ignoreEos', ignoreEos, DEFAULT_SAMPLING.ignoreEos),
+    parseSpecial: booleanOption('parseSpecial', parseSpecial, false),
   }
   if (seed !== undefined) validated.seed = seed
   return validated

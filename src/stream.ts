@@ -30,6 +30,11 @@ export interface GenerationChunk {
 export interface Usage {
   /** Tokens in the prompt (special tokens such as BOS included). */
   readonly promptTokens: number
+  /**
+   * Of the prompt tokens, those whose keys and values came from a chat session's cache instead
+   * of being computed again (0 outside sessions).
+   */
+  readonly cachedPromptTokens: number
   /** Tokens generated. */
   readonly completionTokens: number
 }
@@ -69,7 +74,11 @@ function toResult(result: NativeResult): GenerationResult {
     text: result.text,
     tokens: result.tokens,
     finishReason: finishReason as FinishReason,
-    usage: { promptTokens: result.promptTokens, completionTokens: result.completionTokens },
+    usage: {
+      promptTokens: result.promptTokens,
+      cachedPromptTokens: result.cachedPromptTokens,
+      completionTokens: result.completionTokens,
+    },
     timings: {
       prefillMs: result.prefillMs,
       decodeMs: result.decodeMs,
@@ -84,7 +93,7 @@ function abortedBeforeStart(): GenerationResult {
     text: '',
     tokens: [],
     finishReason: 'abort',
-    usage: { promptTokens: 0, completionTokens: 0 },
+    usage: { promptTokens: 0, cachedPromptTokens: 0, completionTokens: 0 },
     timings: { prefillMs: 0, decodeMs: 0, tokensPerSecond: 0 },
   }
 }
@@ -114,6 +123,7 @@ export class GenerationStream implements AsyncIterable<GenerationChunk> {
   readonly #native: NativeStream | undefined
   readonly #signal: AbortSignal | undefined
   readonly #bufferChunks: boolean
+  readonly #onEnd: ((result: GenerationResult | undefined) => void) | undefined
   // Chunks pulled from the engine that the iteration has not taken yet.
   readonly #queue: GenerationChunk[] = []
   // Wakes the iteration when a chunk is queued or the generation ends.
@@ -128,14 +138,23 @@ export class GenerationStream implements AsyncIterable<GenerationChunk> {
    * started.
    *
    * @param bufferChunks - queue chunks for iteration; `false` when only the result is wanted
+   * @param onEnd - called with the result (`undefined` if the generation failed or never
+   *   started) as the generation ends, before the iteration ends and `result` settles
    * @internal
    */
-  constructor(source: NativeStream | undefined, signal?: AbortSignal, bufferChunks = true) {
+  constructor(
+    source: NativeStream | undefined,
+    signal?: AbortSignal,
+    bufferChunks = true,
+    onEnd?: (result: GenerationResult | undefined) => void,
+  ) {
     this.#native = source
     this.#signal = signal
     this.#bufferChunks = bufferChunks
+    this.#onEnd = onEnd
     if (source === undefined) {
       this.#ended = true
+      onEnd?.(undefined)
       this.result = Promise.resolve(abortedBeforeStart())
     } else {
       this.result = this.#pump(source)
@@ -216,13 +235,16 @@ export class GenerationStream implements AsyncIterable<GenerationChunk> {
           if (event.result === undefined) {
             throw new TallowError('INTERNAL', 'the engine sent a done event without a result')
           }
-          return toResult(event.result)
+          const result = toResult(event.result)
+          this.#onEnd?.(result)
+          return result
         } else {
           throw new TallowError('INTERNAL', `the engine sent an unknown event '${event.kind}'`)
         }
       }
     } catch (error) {
       this.#error = toTallowError(error)
+      this.#onEnd?.(undefined)
       throw this.#error
     } finally {
       this.#ended = true

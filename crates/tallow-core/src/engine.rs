@@ -4,15 +4,18 @@
 //! one forward pass per round, so concurrent generations interleave and a cancellation takes
 //! effect before the sequence's next token.
 
+use crate::chat::Chat;
+use crate::chat_template::ChatRequest;
 use crate::decoder::Logits;
 use crate::device::DeviceKind;
 use crate::error::{Error, ErrorCode, Result};
 use crate::generation::GenerateRequest;
 use crate::guard::catch_panic;
-use crate::kv_cache::SequenceCache;
+use crate::kv_cache::{CachedPrefix, SequenceCache};
 use crate::model::{Model, ModelInfo};
 use crate::sequence::{check_prompt, EventSink, Room, Sequence};
 use crate::tokenizer::Tokenizer;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
@@ -43,6 +46,7 @@ enum Command {
         logits: Logits,
         reply: EvalReply,
     },
+    DropSession(u64),
     Shutdown,
 }
 
@@ -61,6 +65,7 @@ pub struct Engine {
     commands: Sender<Command>,
     info: ModelInfo,
     tokenizer: Arc<Tokenizer>,
+    chat: Arc<Chat>,
     threads: usize,
     shut_down: AtomicBool,
 }
@@ -94,6 +99,7 @@ impl Engine {
                             commands,
                             info: model.info.clone(),
                             tokenizer: model.tokenizer.clone(),
+                            chat: model.chat.clone(),
                             threads,
                             shut_down: AtomicBool::new(false),
                         };
@@ -134,6 +140,21 @@ impl Engine {
         Ok(&self.tokenizer)
     }
 
+    /// Renders a conversation into prompt text with the model's chat template (or `template`:
+    /// a template source or a built-in's name); runs on the caller's thread, under the
+    /// template limits.
+    pub fn render_chat(&self, request: &ChatRequest, template: Option<&str>) -> Result<String> {
+        if self.shut_down.load(Ordering::SeqCst) {
+            return Err(disposed());
+        }
+        self.chat.render(request, template)
+    }
+
+    /// Where the chat template comes from: `model`, `builtin:<name>`, or `None`.
+    pub fn chat_template_source(&self) -> Option<&str> {
+        self.chat.template_source.as_deref()
+    }
+
     /// Compute threads the engine uses.
     pub fn threads(&self) -> usize {
         self.threads
@@ -156,6 +177,11 @@ impl Engine {
             logits,
             reply,
         })
+    }
+
+    /// Frees the KV cache kept for `session` (see `GenerateRequest::session`).
+    pub fn drop_session(&self, session: u64) -> Result<()> {
+        self.send(Command::DropSession(session))
     }
 
     /// Stops the engine thread; generations in flight end with `FinishReason::Abort` and the
@@ -196,9 +222,10 @@ fn resolve_threads(requested: Option<usize>) -> Result<usize> {
 }
 
 /// The scheduler loop: take new commands (blocking only when idle), then advance every active
-/// sequence by one step.
+/// sequence by one step. Sessions' caches wait in `sessions` between their generations.
 fn run(model: Model, inbox: Receiver<Command>) {
     let mut active: Vec<Box<Sequence>> = vec![];
+    let mut sessions: HashMap<u64, CachedPrefix> = HashMap::new();
     loop {
         let mut next = if active.is_empty() {
             inbox.recv().ok()
@@ -214,7 +241,15 @@ fn run(model: Model, inbox: Receiver<Command>) {
         }
         while let Some(command) = next.take() {
             match command {
-                Command::Generate(sequence) => active.push(sequence),
+                Command::Generate(mut sequence) => {
+                    if let Some(prefix) = sequence.session().and_then(|id| sessions.remove(&id)) {
+                        sequence.resume_from(prefix);
+                    }
+                    active.push(sequence)
+                }
+                Command::DropSession(id) => {
+                    sessions.remove(&id);
+                }
                 Command::Evaluate {
                     tokens,
                     logits,
@@ -232,10 +267,16 @@ fn run(model: Model, inbox: Receiver<Command>) {
         active.retain_mut(|sequence| {
             let done = catch_panic(|| Ok(sequence.step(&model)));
             // A panic mid-step already lost the sequence's state: end it as aborted.
-            !done.unwrap_or_else(|_| {
+            let done = done.unwrap_or_else(|_| {
                 sequence.abort();
                 true
-            })
+            });
+            if done {
+                if let (Some(id), Some(kept)) = (sequence.session(), sequence.take_kept()) {
+                    sessions.insert(id, kept);
+                }
+            }
+            !done
         });
     }
 }

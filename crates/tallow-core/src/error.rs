@@ -35,6 +35,12 @@ pub enum ErrorCode {
     UnsupportedDevice,
     /// The model was disposed; it cannot run anything any more.
     ModelDisposed,
+    /// A chat template does not parse, fails while rendering (an error in the template's own
+    /// code), or exceeds a rendering budget (fuel, recursion, output size).
+    InvalidTemplate,
+    /// The chat template refused the conversation (`raise_exception(...)` in the template, e.g.
+    /// "Conversation roles must alternate"); the message is the template's own.
+    TemplateError,
     /// Reading a file failed for a reason other than its content.
     Io,
     /// A bug: an unexpected failure or a caught panic.
@@ -59,6 +65,8 @@ impl ErrorCode {
             ErrorCode::InvalidOptions => "INVALID_OPTIONS",
             ErrorCode::UnsupportedDevice => "UNSUPPORTED_DEVICE",
             ErrorCode::ModelDisposed => "MODEL_DISPOSED",
+            ErrorCode::InvalidTemplate => "INVALID_TEMPLATE",
+            ErrorCode::TemplateError => "TEMPLATE_ERROR",
             ErrorCode::Io => "IO_ERROR",
             ErrorCode::Internal => "INTERNAL",
         }

@@ -6,7 +6,12 @@ use crate::sampler::SamplingParams;
 /// A prompt: text to tokenize (with the tokenizer's special tokens, e.g. BOS) or token ids.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prompt {
-    Text(String),
+    /// Special-token text inside `text` (e.g. `<|im_start|>`) becomes control tokens only if
+    /// `parse_special`; otherwise it is encoded as plain text.
+    Text {
+        text: String,
+        parse_special: bool,
+    },
     Tokens(Vec<u32>),
 }
 
@@ -20,6 +25,10 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// Keep generating past end-of-sequence tokens.
     pub ignore_eos: bool,
+    /// Keep this sequence's KV cache under this id when it ends, and start from the cache kept
+    /// under it: the longest common prefix of the cached tokens and this prompt is not computed
+    /// again (chat sessions re-send the whole conversation each turn).
+    pub session: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +59,8 @@ pub struct GenerationResult {
     pub tokens: Vec<u32>,
     pub finish_reason: FinishReason,
     pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values came from the session's cache instead of a forward pass.
+    pub cached_prompt_tokens: usize,
     pub completion_tokens: usize,
     /// Time to process the prompt and choose the first token.
     pub prefill_ms: f64,

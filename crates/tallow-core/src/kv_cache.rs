@@ -17,6 +17,11 @@ pub struct LayerCache {
 }
 
 impl LayerCache {
+    /// Forgets every position from `len` on (the buffers are kept for reuse).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// Appends `k`, `v` ([1, n_kv_heads, new, head_dim]) and returns every cached position,
     /// [1, n_kv_heads, len + new, head_dim] each (views into the buffers).
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -69,8 +74,73 @@ impl SequenceCache {
         self.len == 0
     }
 
+    /// Forgets every position from `len` on, in every layer.
+    pub fn truncate(&mut self, len: usize) {
+        for layer in self.layers.iter_mut() {
+            layer.truncate(len);
+        }
+        self.len = self.len.min(len);
+    }
+
     /// Records that a forward pass cached `n` more positions in every layer.
     pub fn advance(&mut self, n: usize) {
         self.len += n;
+    }
+}
+
+/// A finished sequence's cache kept for a session: `cache` holds the keys and values of `tokens`.
+pub struct CachedPrefix {
+    pub tokens: Vec<u32>,
+    pub cache: SequenceCache,
+}
+
+impl CachedPrefix {
+    /// How many leading positions of `prompt` the cache can serve, leaving at least one token
+    /// of the prompt to run (its logits choose the first new token).
+    pub fn reusable_for(&self, prompt: &[u32]) -> usize {
+        let common = self
+            .tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
+        common.min(prompt.len().saturating_sub(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn appends_grow_in_blocks_and_truncation_rewinds() {
+        let mut layer = LayerCache::default();
+        let kv = |n: usize, value: f32| Tensor::full(value, (1, 2, n, 4), &Device::Cpu).unwrap();
+        let (k, _) = layer.append(&kv(300, 1.0), &kv(300, 1.0)).unwrap();
+        assert_eq!(k.dims(), [1, 2, 300, 4]);
+        layer.truncate(10);
+        let (k, v) = layer.append(&kv(1, 5.0), &kv(1, 5.0)).unwrap();
+        assert_eq!(k.dims(), [1, 2, 11, 4]);
+        let last: Vec<f32> = v
+            .narrow(2, 10, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(last.iter().all(|&x| x == 5.0));
+    }
+
+    #[test]
+    fn a_prefix_serves_all_but_the_last_prompt_token() {
+        let prefix = CachedPrefix {
+            tokens: vec![1, 2, 3, 4],
+            cache: SequenceCache::new(1),
+        };
+        assert_eq!(prefix.reusable_for(&[1, 2, 9]), 2);
+        assert_eq!(prefix.reusable_for(&[1, 2, 3, 4]), 3);
+        assert_eq!(prefix.reusable_for(&[1, 2, 3, 4, 5, 6]), 4);
+        assert_eq!(prefix.reusable_for(&[7]), 0);
     }
 }

@@ -2,6 +2,8 @@
 //! a [`spec::ModelSpec`], weights memory-mapped), runs it on threads it owns ([`Engine`]), and
 //! streams generated tokens and text back as [`Event`]s. It knows nothing of Node.
 
+pub mod chat;
+pub mod chat_template;
 pub mod decoder;
 pub mod detokenizer;
 pub mod device;

@@ -1,5 +1,6 @@
 //! A loaded model: the decoder with its weights, the tokenizer, and what users can ask about it.
 
+use crate::chat::Chat;
 use crate::decoder::Decoder;
 use crate::device::DeviceKind;
 use crate::error::{Error, ErrorCode, Result};
@@ -35,6 +36,7 @@ pub struct ModelInfo {
 pub struct Model {
     pub decoder: Decoder,
     pub tokenizer: Arc<Tokenizer>,
+    pub chat: Arc<Chat>,
     pub info: ModelInfo,
 }
 
@@ -51,6 +53,14 @@ impl Model {
         let special = SpecialTokens::read(&dir, &tokenizer)?;
         spec.eos_token_ids = merge(&special.eos, &spec.eos_token_ids);
         spec.bos_token_id = special.bos.or(spec.bos_token_id);
+        let chat_file = dir.chat_template.as_deref().map(read_text).transpose()?;
+        let chat = Chat::new(
+            chat_file,
+            special.chat_template.as_ref(),
+            special.named.clone(),
+            &spec.architecture,
+            &tokenizer,
+        )?;
         let decoder = Decoder::load(&spec, &weights, &candle_device)?;
         let info = ModelInfo {
             architecture: spec.architecture.clone(),
@@ -68,6 +78,7 @@ impl Model {
         Ok(Model {
             decoder,
             tokenizer: Arc::new(tokenizer),
+            chat: Arc::new(chat),
             info,
         })
     }
@@ -89,16 +100,22 @@ fn merge(first: &[u32], second: &[u32]) -> Vec<u32> {
     all
 }
 
-/// BOS/EOS as generation_config.json (ids) and tokenizer_config.json (token strings) give them.
+/// BOS/EOS as generation_config.json (ids) and tokenizer_config.json (token strings) give them,
+/// and the named special tokens chat templates see (`bos_token`, `eos_token`, ...).
 struct SpecialTokens {
     bos: Option<u32>,
     eos: Vec<u32>,
+    named: Vec<(String, String)>,
+    /// tokenizer_config.json's `chat_template`, if any.
+    chat_template: Option<Value>,
 }
 
 impl SpecialTokens {
     fn read(dir: &ModelDir, tokenizer: &Tokenizer) -> Result<Self> {
         let mut bos = None;
         let mut eos = vec![];
+        let mut named = vec![];
+        let mut chat_template = None;
         if let Some(path) = &dir.generation_config {
             let cfg = json_object(path)?;
             let fields = Fields::new(&cfg, "generation_config.json:");
@@ -107,20 +124,31 @@ impl SpecialTokens {
         }
         if let Some(path) = &dir.tokenizer_config {
             let cfg = json_object(path)?;
-            let token = |field: &str| -> Option<u32> {
-                let text = match cfg.get(field)? {
-                    Value::String(s) => s.as_str(),
-                    Value::Object(o) => o.get("content")?.as_str()?,
-                    _ => return None,
-                };
-                tokenizer.token_id(text)
+            let text = |field: &str| -> Option<String> {
+                match cfg.get(field)? {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Object(o) => Some(o.get("content")?.as_str()?.to_string()),
+                    _ => None,
+                }
             };
+            let token = |field: &str| text(field).and_then(|t| tokenizer.token_id(&t));
             bos = bos.or(token("bos_token"));
             if let Some(id) = token("eos_token") {
                 eos = merge(&eos, &[id]);
             }
+            for field in ["bos_token", "eos_token", "unk_token", "pad_token"] {
+                if let Some(t) = text(field) {
+                    named.push((field.to_string(), t));
+                }
+            }
+            chat_template = cfg.get("chat_template").cloned();
         }
-        Ok(SpecialTokens { bos, eos })
+        Ok(SpecialTokens {
+            bos,
+            eos,
+            named,
+            chat_template,
+        })
     }
 }
 

@@ -11,6 +11,8 @@ pub struct ModelDir {
     pub weights: Vec<PathBuf>,
     pub tokenizer: PathBuf,
     pub tokenizer_config: Option<PathBuf>,
+    /// chat_template.jinja, which newer transformers save beside tokenizer_config.json.
+    pub chat_template: Option<PathBuf>,
     pub generation_config: Option<PathBuf>,
 }
 
@@ -53,6 +55,7 @@ impl ModelDir {
             weights: weight_files(root)?,
             tokenizer,
             tokenizer_config: optional("tokenizer_config.json"),
+            chat_template: optional("chat_template.jinja"),
             generation_config: optional("generation_config.json"),
         })
     }

@@ -6,7 +6,7 @@ use crate::decoder::Logits;
 use crate::detokenizer::Detokenizer;
 use crate::error::{Error, ErrorCode, Result};
 use crate::generation::{Event, FinishReason, GenerateRequest, GenerationResult, Prompt};
-use crate::kv_cache::SequenceCache;
+use crate::kv_cache::{CachedPrefix, SequenceCache};
 use crate::model::Model;
 use crate::sampler::Sampler;
 use crate::stop::{StopMatcher, StopOutcome};
@@ -22,12 +22,18 @@ pub struct Sequence {
     sink: EventSink,
     cancelled: Arc<AtomicBool>,
     state: Option<Running>,
+    /// The session's cache this sequence may start from (given before its first step).
+    reuse: Option<CachedPrefix>,
+    /// This sequence's cache, kept for its session once it has ended.
+    kept: Option<CachedPrefix>,
 }
 
 /// State that exists once the prompt is tokenized.
 struct Running {
     /// The prompt's token ids.
     prompt: Vec<u32>,
+    /// Leading prompt positions served by the session's cache.
+    cached_prompt: usize,
     tokens: Vec<u32>,
     text: String,
     cache: SequenceCache,
@@ -45,7 +51,24 @@ impl Sequence {
             sink,
             cancelled,
             state: None,
+            reuse: None,
+            kept: None,
         }
+    }
+
+    /// The session whose cache this sequence uses and keeps.
+    pub fn session(&self) -> Option<u64> {
+        self.request.session
+    }
+
+    /// Lets the sequence start from a session's cache.
+    pub fn resume_from(&mut self, prefix: CachedPrefix) {
+        self.reuse = Some(prefix);
+    }
+
+    /// The cache to keep for the session, once the sequence has ended.
+    pub fn take_kept(&mut self) -> Option<CachedPrefix> {
+        self.kept.take()
     }
 
     /// Runs one forward pass (the prompt the first time, then one token). Returns true once
@@ -78,25 +101,39 @@ impl Sequence {
             None => {
                 let started = Instant::now();
                 let prompt = self.prompt_ids(model)?;
+                // Reuse the session's cache for the prompt's common prefix, unless the rope
+                // would have rotated those keys differently for this longer sequence.
+                let mut cache = SequenceCache::new(model.decoder.spec().num_layers());
+                let mut cached_prompt = 0;
+                if let Some(prefix) = self.reuse.take() {
+                    let usable = prefix.reusable_for(&prompt);
+                    if usable > 0 && !model.decoder.cache_outdated(usable, prompt.len()) {
+                        cache = prefix.cache;
+                        cache.truncate(usable);
+                        cached_prompt = usable;
+                    }
+                }
                 let mut running = Running {
                     tokens: vec![],
                     text: String::new(),
-                    cache: SequenceCache::new(model.decoder.spec().num_layers()),
+                    cache,
                     sampler: Sampler::new(self.request.sampling.clone()),
                     detokenizer: Detokenizer::default(),
                     stop: StopMatcher::new(self.request.stop.clone()),
                     started,
                     prefill_ms: 0.0,
                     prompt,
+                    cached_prompt,
                 };
                 if self.request.max_tokens == 0 {
                     self.state = Some(running);
                     return Ok(Some(FinishReason::Length));
                 }
-                let logits =
-                    model
-                        .decoder
-                        .forward(&running.prompt, &mut running.cache, Logits::Last)?;
+                let logits = model.decoder.forward(
+                    &running.prompt[cached_prompt..],
+                    &mut running.cache,
+                    Logits::Last,
+                )?;
                 (logits, self.state.insert(running))
             }
             Some(running) => {
@@ -162,7 +199,10 @@ impl Sequence {
     /// The prompt as token ids, checked against the vocabulary and the context.
     fn prompt_ids(&self, model: &Model) -> Result<Vec<u32>> {
         let ids = match &self.request.prompt {
-            Prompt::Text(text) => model.tokenizer.encode(text, true)?,
+            Prompt::Text {
+                text,
+                parse_special,
+            } => model.tokenizer.encode(text, true, *parse_special)?,
             Prompt::Tokens(ids) => ids.clone(),
         };
         check_prompt(&ids, model, Room::ForGeneration)?;
@@ -171,26 +211,41 @@ impl Sequence {
 
     fn finish(&mut self, reason: FinishReason) {
         let result = match self.state.take() {
-            None => GenerationResult {
-                text: String::new(),
-                tokens: vec![],
-                finish_reason: reason,
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                prefill_ms: 0.0,
-                decode_ms: 0.0,
-                tokens_per_second: 0.0,
-            },
+            None => {
+                // Never started: a session's cache goes back untouched.
+                self.kept = self.reuse.take();
+                GenerationResult {
+                    text: String::new(),
+                    tokens: vec![],
+                    finish_reason: reason,
+                    prompt_tokens: 0,
+                    cached_prompt_tokens: 0,
+                    completion_tokens: 0,
+                    prefill_ms: 0.0,
+                    decode_ms: 0.0,
+                    tokens_per_second: 0.0,
+                }
+            }
             Some(r) => {
                 let total_ms = r.started.elapsed().as_secs_f64() * 1000.0;
                 let decode_ms = (total_ms - r.prefill_ms).max(0.0);
                 let decoded = r.tokens.len().saturating_sub(1);
+                if self.request.session.is_some() {
+                    // The cache holds every token but the last generated one (never fed back).
+                    let mut tokens: Vec<u32> = r.prompt.iter().chain(&r.tokens).copied().collect();
+                    tokens.truncate(r.cache.len());
+                    self.kept = Some(CachedPrefix {
+                        tokens,
+                        cache: r.cache,
+                    });
+                }
                 GenerationResult {
                     completion_tokens: r.tokens.len(),
                     text: r.text,
                     tokens: r.tokens,
                     finish_reason: reason,
                     prompt_tokens: r.prompt.len(),
+                    cached_prompt_tokens: r.cached_prompt,
                     prefill_ms: r.prefill_ms,
                     decode_ms,
                     tokens_per_second: if decode_ms > 0.0 {

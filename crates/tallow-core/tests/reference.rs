@@ -85,7 +85,7 @@ fn prefill_logits_match_transformers() {
             let encoded = engine
                 .tokenizer()
                 .unwrap()
-                .encode(prompt["text"].as_str().unwrap(), true)
+                .encode(prompt["text"].as_str().unwrap(), true, false)
                 .unwrap();
             assert_eq!(encoded, expected_ids, "{name}: tokenization");
             let got = evaluate(&engine, expected_ids, Logits::Last);
@@ -166,6 +166,7 @@ fn greedy_tokens_match_transformers() {
             },
             stop: vec![],
             ignore_eos: true,
+            session: None,
         };
         let (tx, rx) = channel();
         engine

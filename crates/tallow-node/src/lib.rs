@@ -5,7 +5,10 @@ use napi::bindgen_prelude::Float32Array;
 use napi::{Error, Result};
 use napi_derive::napi;
 use std::sync::Arc;
+use tallow_core::chat_template::ChatRequest;
+use tallow_core::detokenizer::Detokenizer;
 use tallow_core::guard::catch_panic;
+use tallow_core::tokenizer::Tokenizer;
 use tallow_core::{
     CancelHandle, DeviceKind, Engine, Event, GenerateRequest, GenerationResult, LoadOptions,
     Logits, Prompt, SamplingParams,
@@ -43,6 +46,8 @@ pub struct NativeModelInfo {
     pub eos_token_ids: Vec<u32>,
     pub device: String,
     pub threads: u32,
+    /// Where the chat template comes from: 'model', 'builtin:<name>', or absent.
+    pub chat_template: Option<String>,
 }
 
 #[napi(object)]
@@ -60,6 +65,25 @@ pub struct NativeGenerateOptions {
     pub seed: Option<i64>,
     pub stop: Vec<String>,
     pub ignore_eos: bool,
+    /// For a text prompt: special-token text in it becomes control tokens.
+    pub parse_special: bool,
+    /// Keep the KV cache under this id and start from the one kept under it.
+    pub session: Option<u32>,
+}
+
+/// A conversation to render with a chat template (see tallow_core::chat_template::ChatRequest).
+#[napi(object)]
+pub struct NativeChatRequest {
+    pub messages: Vec<serde_json::Value>,
+    pub tools: Option<Vec<serde_json::Value>>,
+    pub documents: Option<Vec<serde_json::Value>>,
+    pub add_generation_prompt: bool,
+    /// Leave the last message open for the model to continue (assistant prefill).
+    pub continue_final_message: bool,
+    /// Further template variables, e.g. `{ enable_thinking: false }`.
+    pub variables: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A template source, or a built-in's name (`chatml`, `llama3`, ...), instead of the model's.
+    pub template: Option<String>,
 }
 
 #[napi(object)]
@@ -68,6 +92,7 @@ pub struct NativeResult {
     pub tokens: Vec<u32>,
     pub finish_reason: String,
     pub prompt_tokens: u32,
+    pub cached_prompt_tokens: u32,
     pub completion_tokens: u32,
     pub prefill_ms: f64,
     pub decode_ms: f64,
@@ -89,6 +114,7 @@ impl From<GenerationResult> for NativeResult {
             tokens: r.tokens,
             finish_reason: r.finish_reason.as_str().into(),
             prompt_tokens: r.prompt_tokens as u32,
+            cached_prompt_tokens: r.cached_prompt_tokens as u32,
             completion_tokens: r.completion_tokens as u32,
             prefill_ms: r.prefill_ms,
             decode_ms: r.decode_ms,
@@ -138,13 +164,21 @@ impl NativeModel {
             eos_token_ids: i.eos_token_ids.clone(),
             device: i.device.clone(),
             threads: self.engine.threads() as u32,
+            chat_template: self.engine.chat_template_source().map(String::from),
         }
     }
 
     #[napi(catch_unwind)]
-    pub fn tokenize(&self, text: String, add_special_tokens: bool) -> Result<Vec<u32>> {
+    pub fn tokenize(
+        &self,
+        text: String,
+        add_special_tokens: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>> {
         let tokenizer = self.engine.tokenizer().map_err(to_js)?;
-        tokenizer.encode(&text, add_special_tokens).map_err(to_js)
+        tokenizer
+            .encode(&text, add_special_tokens, parse_special)
+            .map_err(to_js)
     }
 
     #[napi(catch_unwind)]
@@ -161,7 +195,10 @@ impl NativeModel {
         options: NativeGenerateOptions,
     ) -> Result<NativeStream> {
         let prompt = match (prompt.text, prompt.tokens) {
-            (Some(text), None) => Prompt::Text(text),
+            (Some(text), None) => Prompt::Text {
+                text,
+                parse_special: options.parse_special,
+            },
             (None, Some(tokens)) => Prompt::Tokens(tokens),
             _ => {
                 return Err(to_js(tallow_core::Error::new(
@@ -181,6 +218,7 @@ impl NativeModel {
             },
             stop: options.stop,
             ignore_eos: options.ignore_eos,
+            session: options.session.map(u64::from),
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let cancel = self
@@ -220,10 +258,101 @@ impl NativeModel {
         Ok(Float32Array::new(values))
     }
 
+    /// Renders a conversation into prompt text with the model's chat template.
+    #[napi(catch_unwind)]
+    pub fn apply_chat_template(&self, request: NativeChatRequest) -> Result<String> {
+        let chat = ChatRequest {
+            messages: request.messages,
+            tools: request.tools,
+            documents: request.documents,
+            add_generation_prompt: request.add_generation_prompt,
+            continue_final_message: request
+                .continue_final_message
+                .then(|| "content".to_string()),
+            extra: request.variables.unwrap_or_default(),
+            ..Default::default()
+        };
+        self.engine
+            .render_chat(&chat, request.template.as_deref())
+            .map_err(to_js)
+    }
+
+    /// Frees the KV cache kept for a session.
+    #[napi(catch_unwind)]
+    pub fn drop_session(&self, session: u32) -> Result<()> {
+        self.engine.drop_session(u64::from(session)).map_err(to_js)
+    }
+
     /// Stops the engine thread; generations in flight end with finishReason 'abort'. Idempotent.
     #[napi(catch_unwind)]
     pub fn dispose(&self) {
         self.engine.shutdown();
+    }
+}
+
+/// A tokenizer on its own, without a model (tokenizer.json).
+#[napi]
+pub struct NativeTokenizer {
+    inner: Arc<Tokenizer>,
+}
+
+#[napi]
+impl NativeTokenizer {
+    /// Loads a tokenizer.json, or the one in a directory, on a thread of its own.
+    #[napi]
+    pub async fn load(path: String) -> Result<NativeTokenizer> {
+        let (tx, rx) = oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(catch_panic(|| Tokenizer::load(path.as_ref())));
+        });
+        let tokenizer = rx
+            .await
+            .map_err(|_| {
+                to_js(tallow_core::Error::new(
+                    tallow_core::ErrorCode::Internal,
+                    "the tokenizer loading thread stopped without answering",
+                ))
+            })?
+            .map_err(to_js)?;
+        Ok(NativeTokenizer {
+            inner: Arc::new(tokenizer),
+        })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn vocab_size(&self) -> u32 {
+        self.inner.vocab_size() as u32
+    }
+
+    #[napi(catch_unwind)]
+    pub fn tokenize(
+        &self,
+        text: String,
+        add_special_tokens: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>> {
+        self.inner
+            .encode(&text, add_special_tokens, parse_special)
+            .map_err(to_js)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn detokenize(&self, ids: Vec<u32>, skip_special_tokens: bool) -> Result<String> {
+        self.inner.decode(&ids, skip_special_tokens).map_err(to_js)
+    }
+
+    /// The chunks the engine's incremental detokenizer emits for `ids` pushed one at a time:
+    /// one per id, then what the final flush returns.
+    #[napi(catch_unwind)]
+    pub fn decode_stream(&self, ids: Vec<u32>, skip_special_tokens: bool) -> Result<Vec<String>> {
+        let mut detokenizer = Detokenizer::new(skip_special_tokens);
+        let mut chunks = ids
+            .iter()
+            .map(|&id| detokenizer.push(&self.inner, id))
+            .collect::<tallow_core::Result<Vec<_>>>()
+            .map_err(to_js)?;
+        chunks.push(detokenizer.flush(&self.inner).map_err(to_js)?);
+        Ok(chunks)
     }
 }
 
