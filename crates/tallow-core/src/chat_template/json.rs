@@ -9,8 +9,9 @@
 //! not serde_json's: `", "` and `": "` separators, floats as Python's `repr`, `NaN`/`Infinity`,
 //! keys in insertion order unless `sort_keys`.
 
+use super::filters::python_args;
 use super::python::{charge, charge_serialized, f64_of, float_repr, MAX_DEPTH};
-use minijinja::value::{Kwargs, Rest, Tuple, ValueKind, ValueOrKwargs};
+use minijinja::value::{Rest, Tuple, ValueKind, ValueOrKwargs};
 use minijinja::{Error, ErrorKind, State, Value};
 use std::fmt::Write as _;
 
@@ -30,7 +31,7 @@ pub(super) fn tojson(
     value: &Value,
     args: Rest<ValueOrKwargs>,
 ) -> Result<Value, Error> {
-    let options = parse_options(state, args.0)?;
+    let options = parse_options(state, args)?;
     let mut writer = Writer {
         state,
         options: &options,
@@ -43,34 +44,12 @@ pub(super) fn tojson(
     Ok(Value::from(writer.out))
 }
 
-fn parse_options(state: &State, args: Vec<ValueOrKwargs>) -> Result<Options, Error> {
-    const NAMES: [&str; 4] = ["ensure_ascii", "indent", "separators", "sort_keys"];
-    let mut slots: [Option<Value>; 4] = Default::default();
-    let mut positional = 0;
-    for arg in args {
-        let arg = arg.into_value();
-        if let Some(kwargs) = kwargs_of(&arg) {
-            for name in kwargs.args() {
-                let slot = NAMES.iter().position(|n| *n == name).ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::TooManyArguments,
-                        format!("tojson() got an unexpected keyword argument '{name}'"),
-                    )
-                })?;
-                slots[slot] = Some(kwargs.get::<Value>(name)?);
-            }
-        } else {
-            let slot = slots.get_mut(positional).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::TooManyArguments,
-                    "tojson() takes at most 5 arguments",
-                )
-            })?;
-            *slot = Some(arg);
-            positional += 1;
-        }
-    }
-    let [ensure_ascii, indent, separators, sort_keys] = slots;
+fn parse_options(state: &State, args: Rest<ValueOrKwargs>) -> Result<Options, Error> {
+    let [ensure_ascii, indent, separators, sort_keys] = python_args(
+        "tojson",
+        args,
+        ["ensure_ascii", "indent", "separators", "sort_keys"],
+    )?;
     let present = |v: &Option<Value>| {
         v.as_ref()
             .filter(|v| !v.is_none() && !v.is_undefined())
@@ -121,14 +100,6 @@ fn parse_options(state: &State, args: Vec<ValueOrKwargs>) -> Result<Options, Err
         key_separator,
         sort_keys: sort_keys.is_some_and(|v| v.is_true()),
     })
-}
-
-fn kwargs_of(value: &Value) -> Option<Kwargs> {
-    if value.is_kwargs() {
-        <Kwargs as minijinja::value::ArgType>::from_value(Some(value)).ok()
-    } else {
-        None
-    }
 }
 
 struct Writer<'a, 's, 'env> {

@@ -20,8 +20,9 @@ pub struct Limits {
     /// several levels). At most 500, minijinja's safe maximum.
     pub max_recursion: usize,
     /// Wall-clock backstop for what fuel does not bound well (minijinja charges one comparison
-    /// of two deeply nested values like a flat one). A template that runs past it is disabled:
-    /// its render thread cannot be stopped and keeps running until its fuel is spent.
+    /// of two deeply nested values like a flat one; some expressions parse in quadratic time).
+    /// A template that runs past it is disabled: its render thread cannot be stopped and keeps
+    /// running until its fuel is spent. Real templates render in about a millisecond.
     pub max_duration: Duration,
 }
 
@@ -35,7 +36,7 @@ impl Limits {
         fuel: 500_000,
         max_output_bytes: 1 << 20,
         max_recursion: 500,
-        max_duration: Duration::from_secs(1),
+        max_duration: Duration::from_millis(750),
     };
 
     /// Limits for prompts of up to `max_output_bytes` (e.g. from the model's context length),

@@ -8,16 +8,29 @@
 //!   None dropped, reasoning fields aliased, `continue_final_message`): [`ChatTemplate::render`];
 //! - the Jinja2 environment (trim_blocks, lstrip_blocks, loop controls, `tojson`,
 //!   `raise_exception`, `strftime_now`, `namespace`): `environment.rs`, `json.rs`, `clock.rs`;
-//! - the Python behaviour templates assume (`str()` output, string methods): `python.rs`.
+//! - the Python behaviour templates assume (`str()` output, string methods): `python.rs`, and
+//!   Jinja2's filters where minijinja's differ: `filters.rs`.
 //!
-//! Templates are untrusted: every render runs under [`Limits`] (fuel, recursion, output size),
-//! so a hostile template fails with an error in well under a second.
+//! Templates are untrusted: parsing and every render run on a thread of their own with a large
+//! stack, under [`Limits`] (fuel, recursion, output size, wall-clock), so a hostile template fails
+//! with an error within a second instead of hanging, exhausting memory or overflowing the stack.
 //!
 //! Models that ship no template get one of ours by architecture: [`builtin_for`].
+//!
+//! Known differences from Jinja2 that remain (none is used by real chat templates we know of;
+//! each either errors here or prints differently): `~` prints floats with Rust's `Display`
+//! (`1e20` -> `100000000000000000000.0`); `'%s' % x` is not supported (the `format` filter is);
+//! string literals with `\U`, `\v`, `\a`, `\N{...}` escapes or a backslash before a non-ASCII
+//! character decode differently; `set ns._x = ...` is accepted (transformers refuses `_` names;
+//! `namespace(_x=...)` is refused here too); comparing values of different types (`1 < 'a'`) does
+//! not fail; `groupby` yields lists, not named tuples; the filters `truncate`, `striptags`,
+//! `urlencode`, `pprint` and the test `callable` are missing; unassigned code points in strings
+//! printed inside lists are not escaped as Python's `repr` would.
 
 mod builtin;
 mod clock;
 mod environment;
+mod filters;
 mod json;
 mod limits;
 mod python;
@@ -214,9 +227,11 @@ impl ChatTemplate {
         }
         let compiled = Arc::clone(&self.compiled);
         let request = request.clone();
-        let result = limits::run_bounded(limits.render_stack_bytes(), limits.max_duration, move || {
-            compiled.render_here(&request)
-        });
+        let result = limits::run_bounded(
+            limits.render_stack_bytes(),
+            limits.max_duration,
+            move || compiled.render_here(&request),
+        );
         result.unwrap_or_else(|| {
             self.timed_out.store(true, Ordering::Relaxed);
             Err(Error::new(

@@ -8,10 +8,12 @@
 //! - Python's whitespace (`str.isspace`) adds U+001C..U+001F to Rust's `char::is_whitespace`;
 //! - `str.splitlines` splits on every line boundary Python knows, not only `\n`;
 //! - the string methods minijinja-contrib's `pycompat` lacks (`rsplit`, `partition`,
-//!   `removeprefix`, ...) or gets subtly different (`strip`, `split`) are implemented here; every
-//!   other method falls through to `pycompat`.
+//!   `removeprefix`, ...) or gets subtly different (`strip`, `split`, `title`) are implemented
+//!   here; every other method falls through to `pycompat`.
+//!
+//! Jinja2's own filters and globals that minijinja gets different are in `filters.rs`.
 
-use minijinja::value::{from_args, Rest, Tuple, ValueKind, ValueOrKwargs};
+use minijinja::value::{from_args, Tuple, ValueKind};
 use minijinja::{Error, ErrorKind, Output, State, Value};
 use std::fmt::Write as _;
 
@@ -154,7 +156,7 @@ pub(super) fn splitlines(s: &str, keepends: bool) -> Vec<String> {
     lines
 }
 
-fn invalid(message: impl Into<String>) -> Error {
+pub(super) fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, message.into())
 }
 
@@ -245,6 +247,24 @@ fn string_method(
             };
             Value::from(Tuple::from(parts.map(Value::from)))
         }
+        "title" => {
+            // Python: a cased character after a cased one is lowered, any other is title-cased
+            // (minijinja's `title` is Jinja2's filter, which only starts words after spaces and
+            // brackets)
+            let () = from_args(args)?;
+            charge(state, s.len())?;
+            let mut out = String::with_capacity(s.len());
+            let mut previous_cased = false;
+            for c in s.chars() {
+                if previous_cased {
+                    out.extend(c.to_lowercase());
+                } else {
+                    out.extend(c.to_uppercase());
+                }
+                previous_cased = c.is_lowercase() || c.is_uppercase();
+            }
+            Value::from(out)
+        }
         "removeprefix" => {
             let (prefix,): (&str,) = from_args(args)?;
             Value::from(s.strip_prefix(prefix).unwrap_or(s))
@@ -291,103 +311,6 @@ fn string_method(
         _ => return Ok(None),
     };
     Ok(Some(result))
-}
-
-/// The `trim` filter: Jinja2's is `str.strip(chars)` of the value as a string.
-pub(super) fn trim_filter(
-    state: &State,
-    value: &Value,
-    chars: Option<&str>,
-) -> Result<Value, Error> {
-    let s = to_str(value)?;
-    charge(state, s.len())?;
-    Ok(Value::from(strip(&s, chars, true, true)))
-}
-
-/// The `string` filter: `str(value)`.
-pub(super) fn string_filter(state: &State, value: &Value) -> Result<Value, Error> {
-    let s = to_str(value)?;
-    if value.as_str().is_none() {
-        charge_serialized(state, s.len())?;
-    }
-    Ok(Value::from(s))
-}
-
-/// The `wordcount` filter (Jinja2: `len(re.findall(r"\w+", s))`).
-pub(super) fn wordcount_filter(state: &State, value: &Value) -> Result<Value, Error> {
-    let s = to_str(value)?;
-    charge(state, s.len())?;
-    let is_word = |c: char| c.is_alphanumeric() || c == '_';
-    let mut count = 0;
-    let mut in_word = false;
-    for c in s.chars() {
-        if is_word(c) && !in_word {
-            count += 1;
-        }
-        in_word = is_word(c);
-    }
-    Ok(Value::from(count))
-}
-
-/// The `center` filter: `str.center(width)` (Jinja2's default width is 80).
-pub(super) fn center_filter(
-    state: &State,
-    value: &Value,
-    width: Option<i64>,
-) -> Result<Value, Error> {
-    let s = to_str(value)?;
-    let len = s.chars().count() as i64;
-    let width = width.unwrap_or(80);
-    if width <= len {
-        return Ok(Value::from(s));
-    }
-    charge(state, width as usize)?;
-    // CPython's pad(): the odd space goes left when both the margin and the width are odd
-    let margin = width - len;
-    let left = margin / 2 + (margin & width & 1);
-    let mut out = " ".repeat(left as usize);
-    out.push_str(&s);
-    out.push_str(&" ".repeat((margin - left) as usize));
-    Ok(Value::from(out))
-}
-
-/// The `sequence` test: Jinja2 accepts anything with a length and item access, so strings and
-/// dicts are sequences too.
-pub(super) fn is_sequence(value: &Value) -> bool {
-    matches!(
-        value.kind(),
-        ValueKind::String | ValueKind::Seq | ValueKind::Map | ValueKind::Bytes
-    )
-}
-
-/// `namespace(...)`, refusing underscore-prefixed attribute names as transformers'
-/// `TemplateNamespace` does.
-pub(super) fn namespace(defaults: Rest<ValueOrKwargs>) -> Result<Value, Error> {
-    let defaults = defaults.0;
-    if defaults.len() > 1 {
-        return Err(Error::new(
-            ErrorKind::TooManyArguments,
-            "namespace() takes at most one positional argument",
-        ));
-    }
-    let defaults = defaults.into_iter().next();
-    if let Some(map) = defaults.as_ref() {
-        if let Ok(keys) = map.try_iter() {
-            for key in keys {
-                if key.as_str().is_some_and(|k| k.starts_with('_')) {
-                    return Err(Error::new(
-                        ErrorKind::InvalidOperation,
-                        format!(
-                            "Chat templates cannot store underscore-prefixed attributes on a \
-                             namespace, but got {}. Please rename the attribute.",
-                            repr(&key)?
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    minijinja::functions::namespace(defaults)
 }
 
 /// The output formatter: `{{ value }}` writes `str(value)`.
