@@ -91,6 +91,8 @@ export interface NativeGenerateOptions {
   seed?: number
   stop: Array<string>
   ignoreEos: boolean
+  /** The stop string that ended generation is part of the text. */
+  includeStop: boolean
   /** For a text prompt: special-token text in it becomes control tokens. */
   parseSpecial: boolean
   /** Keep the KV cache under this id and start from the one kept under it. */

@@ -95,6 +95,11 @@ test('a stop string ends the text just before it', async (t) => {
   t.is(streamed, result.text, 'streamed text must not include the stop string either')
   t.true(result.tokens.length < 32)
   t.deepEqual(result.tokens, full.tokens.slice(0, result.tokens.length))
+
+  const included = await model.generate(prompt, { ...greedy, stop: [stop], includeStop: true })
+  t.is(included.finishReason, 'stop')
+  t.is(included.text, expected + stop)
+  t.deepEqual(included.tokens, result.tokens)
 })
 
 test('breaking out of for await cancels the generation', async (t) => {

@@ -34,9 +34,12 @@ export interface SamplingOptions {
   seed?: number
   /**
    * Generation stops as soon as the text contains one of these strings (each non-empty); the
-   * returned text ends just before it and finishReason is `'stop'`. Default `[]`.
+   * returned text ends just before it (see `includeStop`) and finishReason is `'stop'`. Text that
+   * could still become a stop string is held back from the stream until it cannot. Default `[]`.
    */
   stop?: readonly string[]
+  /** End the text with the stop string that matched instead of just before it. Default `false`. */
+  includeStop?: boolean
   /**
    * Keep generating past the model's end-of-sequence tokens (until `maxTokens` or the context
    * is full). Default `false`.
@@ -67,6 +70,7 @@ export const DEFAULT_SAMPLING: Readonly<Required<Omit<SamplingOptions, 'seed'>>>
   topK: 40,
   topP: 0.95,
   stop: Object.freeze([]),
+  includeStop: false,
   ignoreEos: false,
 })
 
@@ -77,6 +81,7 @@ const KNOWN_OPTIONS: readonly string[] = [
   'topP',
   'seed',
   'stop',
+  'includeStop',
   'ignoreEos',
   'signal',
   'parseSpecial',
@@ -105,6 +110,7 @@ export function validateGenerateOptions(options: GenerateOptions = {}): NativeGe
     topP = DEFAULT_SAMPLING.topP,
     seed,
     stop = DEFAULT_SAMPLING.stop,
+    includeStop,
     ignoreEos,
     signal,
     parseSpecial,
@@ -138,6 +144,7 @@ export function validateGenerateOptions(options: GenerateOptions = {}): NativeGe
     topK,
     topP,
     stop: [...stop],
+    includeStop: booleanOption('includeStop', includeStop, DEFAULT_SAMPLING.includeStop),
     ignoreEos: booleanOption('ignoreEos', ignoreEos, DEFAULT_SAMPLING.ignoreEos),
     parseSpecial: booleanOption('parseSpecial', parseSpecial, false),
   }

@@ -21,8 +21,10 @@ pub struct GenerateRequest {
     /// Most tokens to generate.
     pub max_tokens: usize,
     pub sampling: SamplingParams,
-    /// Generation ends before any of these strings, which are not part of the output.
+    /// Generation ends at the first of these strings.
     pub stop: Vec<String>,
+    /// The stop string that ended generation is part of the output (by default it is not).
+    pub include_stop: bool,
     /// Keep generating past end-of-sequence tokens.
     pub ignore_eos: bool,
     /// Keep this sequence's KV cache under this id when it ends, and start from the cache kept

@@ -119,7 +119,7 @@ impl Sequence {
                     cache,
                     sampler: Sampler::new(self.request.sampling.clone()),
                     detokenizer: Detokenizer::default(),
-                    stop: StopMatcher::new(self.request.stop.clone()),
+                    stop: StopMatcher::new(self.request.stop.clone(), self.request.include_stop),
                     started,
                     prefill_ms: 0.0,
                     prompt,

@@ -7,32 +7,38 @@
 pub enum StopOutcome {
     /// Text safe to emit now (possibly empty).
     Continue(String),
-    /// A stop string matched; the text before it, not yet emitted.
+    /// A stop string matched; the text before it not yet emitted (and the stop string itself
+    /// when the matcher includes stops).
     Stopped(String),
 }
 
 pub struct StopMatcher {
     stops: Vec<String>,
+    /// Whether the matched stop string is part of the output.
+    include: bool,
     pending: String,
 }
 
 impl StopMatcher {
-    pub fn new(stops: Vec<String>) -> Self {
+    pub fn new(stops: Vec<String>, include: bool) -> Self {
         StopMatcher {
             stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
+            include,
             pending: String::new(),
         }
     }
 
     pub fn push(&mut self, text: &str) -> StopOutcome {
         self.pending.push_str(text);
+        // The earliest match; at one position the longest stop string.
         let earliest = self
             .stops
             .iter()
-            .filter_map(|s| self.pending.find(s.as_str()))
-            .min();
-        if let Some(at) = earliest {
-            let before = self.pending[..at].to_string();
+            .filter_map(|stop| self.pending.find(stop.as_str()).map(|at| (at, stop)))
+            .min_by(|(a, x), (b, y)| a.cmp(b).then(y.len().cmp(&x.len())));
+        if let Some((at, stop)) = earliest {
+            let end = if self.include { at + stop.len() } else { at };
+            let before = self.pending[..end].to_string();
             self.pending.clear();
             return StopOutcome::Stopped(before);
         }
@@ -63,7 +69,7 @@ mod tests {
     use super::*;
 
     fn run(stops: &[&str], chunks: &[&str]) -> (String, bool) {
-        let mut m = StopMatcher::new(stops.iter().map(|s| s.to_string()).collect());
+        let mut m = StopMatcher::new(stops.iter().map(|s| s.to_string()).collect(), false);
         let mut out = String::new();
         for c in chunks {
             match m.push(c) {
@@ -84,9 +90,16 @@ mod tests {
 
     #[test]
     fn never_emits_a_partial_stop() {
-        let mut m = StopMatcher::new(vec!["\n\n".into()]);
+        let mut m = StopMatcher::new(vec!["\n\n".into()], false);
         assert_eq!(m.push("a\n"), StopOutcome::Continue("a".into()));
         assert_eq!(m.push("b"), StopOutcome::Continue("\nb".into()));
+    }
+
+    #[test]
+    fn an_included_stop_ends_the_output() {
+        let mut m = StopMatcher::new(vec!["END".into(), "ENDING".into()], true);
+        assert_eq!(m.push("a EN"), StopOutcome::Continue("a ".into()));
+        assert_eq!(m.push("Dx"), StopOutcome::Stopped("END".into()));
     }
 
     #[test]

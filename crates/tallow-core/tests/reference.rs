@@ -165,6 +165,7 @@ fn greedy_tokens_match_transformers() {
                 ..Default::default()
             },
             stop: vec![],
+            include_stop: false,
             ignore_eos: true,
             session: None,
         };

@@ -23,6 +23,7 @@ fn generate(engine: &Engine, prompt: Vec<u32>, session: Option<u64>) -> Generati
             ..Default::default()
         },
         stop: vec![],
+        include_stop: false,
         ignore_eos: true,
         session,
     };

@@ -65,6 +65,8 @@ pub struct NativeGenerateOptions {
     pub seed: Option<i64>,
     pub stop: Vec<String>,
     pub ignore_eos: bool,
+    /// The stop string that ended generation is part of the text.
+    pub include_stop: bool,
     /// For a text prompt: special-token text in it becomes control tokens.
     pub parse_special: bool,
     /// Keep the KV cache under this id and start from the one kept under it.
@@ -218,6 +220,7 @@ impl NativeModel {
             },
             stop: options.stop,
             ignore_eos: options.ignore_eos,
+            include_stop: options.include_stop,
             session: options.session.map(u64::from),
         };
         let (tx, rx) = mpsc::unbounded_channel();
