@@ -71,10 +71,18 @@ export interface ChatOptions extends GenerateOptions, Omit<ChatTemplateOptions, 
   continueFinalMessage?: boolean
 }
 
+/** The assistant's reply as a message, ready to append to the conversation. */
+export interface AssistantMessage {
+  /** Always `'assistant'`. */
+  readonly role: 'assistant'
+  /** The generated text. */
+  readonly content: string
+}
+
 /** The outcome of a chat turn: the generation's result and the reply as a message. */
 export interface ChatResult extends GenerationResult {
   /** The assistant's reply. */
-  readonly message: { readonly role: 'assistant'; readonly content: string }
+  readonly message: AssistantMessage
 }
 
 const TEMPLATE_OPTIONS = ['tools', 'documents', 'variables', 'template', 'parseSpecial'] as const

@@ -17,6 +17,7 @@ export { availableDevices, type BackendOptions, type Device } from './backend'
 export {
   ChatSession,
   type ApplyChatTemplateOptions,
+  type AssistantMessage,
   type ChatMessage,
   type ChatOptions,
   type ChatResult,

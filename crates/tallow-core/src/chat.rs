@@ -10,6 +10,8 @@ use serde_json::Value;
 pub struct Chat {
     /// The model's template; `None` when it ships none and no built-in fits.
     template: Option<ChatTemplate>,
+    /// The model's `tool_use` template, which transformers prefers when tools are given.
+    tool_template: Option<ChatTemplate>,
     /// Where the template came from: `model`, or `builtin:<name>`.
     pub template_source: Option<String>,
     /// `(name, text)` of the special tokens given to every template (`bos_token`, ...).
@@ -27,9 +29,13 @@ impl Chat {
         architecture: &str,
         tokenizer: &Tokenizer,
     ) -> Result<Self> {
-        let shipped = match file {
-            Some(text) => Some(text),
-            None => config_template.map(named_default).transpose()?,
+        let (shipped, tool_use) = match (file, config_template) {
+            (Some(text), _) => (Some(text), None),
+            (None, Some(value)) => {
+                let (default, tool_use) = named_templates(value)?;
+                (Some(default), tool_use)
+            }
+            (None, None) => (None, None),
         };
         let (source, origin) = match shipped {
             Some(source) => (Some(source), Some("model".to_string())),
@@ -42,8 +48,10 @@ impl Chat {
             },
         };
         let template = source.map(|s| compile(&s, &special_tokens)).transpose()?;
+        let tool_template = tool_use.map(|s| compile(&s, &special_tokens)).transpose()?;
         Ok(Chat {
             template,
+            tool_template,
             template_source: origin,
             special_tokens,
         })
@@ -57,9 +65,10 @@ impl Chat {
                 let source = builtin(override_source).unwrap_or(override_source);
                 compile(source, &self.special_tokens)?.render(request)
             }
-            None => match &self.template {
-                Some(t) => t.render(request),
-                None => Err(Error::new(
+            None => match (&self.tool_template, &self.template) {
+                (Some(tools), _) if request.tools.is_some() => tools.render(request),
+                (_, Some(t)) => t.render(request),
+                (_, None) => Err(Error::new(
                     ErrorCode::InvalidTemplate,
                     "the model has no chat template and none of the built-in ones fits its family; pass one with the `template` option",
                 )),
@@ -76,9 +85,9 @@ fn compile(source: &str, special_tokens: &[(String, String)]) -> Result<ChatTemp
     Ok(template)
 }
 
-/// tokenizer_config.json's `chat_template`: a string, or a list of named templates whose
-/// `default` transformers uses.
-fn named_default(value: &Value) -> Result<String> {
+/// tokenizer_config.json's `chat_template`: a string, or a list of named templates of which
+/// transformers uses `default`, and `tool_use` when tools are given. Returns (default, tool_use).
+fn named_templates(value: &Value) -> Result<(String, Option<String>)> {
     let invalid = |why: &str| {
         Error::new(
             ErrorCode::InvalidTemplate,
@@ -86,13 +95,39 @@ fn named_default(value: &Value) -> Result<String> {
         )
     };
     match value {
-        Value::String(s) => Ok(s.clone()),
-        Value::Array(list) => list
-            .iter()
-            .find(|entry| entry.get("name").and_then(Value::as_str) == Some("default"))
-            .and_then(|entry| entry.get("template").and_then(Value::as_str))
-            .map(String::from)
-            .ok_or_else(|| invalid("a list of templates without one named 'default'")),
+        Value::String(s) => Ok((s.clone(), None)),
+        Value::Array(list) => {
+            let named = |name: &str| {
+                list.iter()
+                    .find(|entry| entry.get("name").and_then(Value::as_str) == Some(name))
+                    .and_then(|entry| entry.get("template").and_then(Value::as_str))
+                    .map(String::from)
+            };
+            let default = named("default")
+                .ok_or_else(|| invalid("a list of templates without one named 'default'"))?;
+            Ok((default, named("tool_use")))
+        }
         _ => Err(invalid("must be a string or a list of {name, template}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn named_templates_give_the_default_and_the_tool_use_one() {
+        let list = json!([
+            {"name": "tool_use", "template": "T"},
+            {"name": "default", "template": "D"}
+        ]);
+        assert_eq!(
+            named_templates(&list).unwrap(),
+            ("D".into(), Some("T".into()))
+        );
+        assert_eq!(named_templates(&json!("S")).unwrap(), ("S".into(), None));
+        let err = named_templates(&json!([{"name": "rag", "template": "R"}])).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidTemplate);
     }
 }
