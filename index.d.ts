@@ -102,6 +102,8 @@ export interface NativeGenerateOptions {
 export interface NativeLoadOptions {
   device: string
   threads?: number
+  /** In-situ quantization type name ('q8_0', 'q4_k', ...), for safetensors checkpoints. */
+  quantize?: string
 }
 
 export interface NativeModelInfo {
@@ -119,6 +121,12 @@ export interface NativeModelInfo {
   threads: number
   /** Where the chat template comes from: 'model', 'builtin:<name>', or absent. */
   chatTemplate?: string
+  fileSize: number
+  quantization?: string
+  /** Storage type name → number of tensors. */
+  tensorTypes: Record<string, number>
+  /** GGUF `general.*` metadata. */
+  metadata: any
 }
 
 export interface NativePrompt {

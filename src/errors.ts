@@ -15,11 +15,15 @@
  * - `INVALID_TOKENIZER`: `tokenizer.json` could not be parsed.
  * - `UNSUPPORTED_ARCHITECTURE`: `config.json` names an architecture tallow cannot run; the
  *   message lists the ones it can.
- * - `UNSUPPORTED_CONFIG`: the architecture is known but a setting in `config.json` is not
- *   supported (for example an unknown rope scaling type).
+ * - `UNSUPPORTED_CONFIG`: the architecture is known but a setting in `config.json` (or in a
+ *   GGUF file's metadata) is not supported (for example an unknown rope scaling type).
+ * - `UNSUPPORTED_TENSOR_TYPE`: a GGUF file stores a tensor in a quantization tallow cannot run
+ *   (for example `IQ2_XXS`); the message names the type and the supported ones.
  * - `TENSOR_MISSING`: the checkpoint lacks a tensor the config calls for.
- * - `TENSOR_SHAPE_MISMATCH`: a tensor's shape disagrees with `config.json`.
- * - `INVALID_MODEL_FILE`: a weights file is truncated, corrupt or of an unsupported dtype.
+ * - `TENSOR_SHAPE_MISMATCH`: a tensor's shape disagrees with `config.json` (or the GGUF
+ *   metadata).
+ * - `INVALID_MODEL_FILE`: a weights file is truncated, corrupt or of an unsupported dtype; for a
+ *   GGUF file the message says what is malformed and where (header, key, tensor, byte offset).
  * - `CONTEXT_OVERFLOW`: the prompt (plus what is being generated) does not fit the context.
  * - `INVALID_PROMPT`: the prompt is empty, or holds a token id that is not an integer in
  *   `[0, vocabSize)`.
@@ -41,6 +45,7 @@ export type ErrorCode =
   | 'INVALID_TOKENIZER'
   | 'UNSUPPORTED_ARCHITECTURE'
   | 'UNSUPPORTED_CONFIG'
+  | 'UNSUPPORTED_TENSOR_TYPE'
   | 'TENSOR_MISSING'
   | 'TENSOR_SHAPE_MISMATCH'
   | 'INVALID_MODEL_FILE'
@@ -61,6 +66,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'INVALID_TOKENIZER',
   'UNSUPPORTED_ARCHITECTURE',
   'UNSUPPORTED_CONFIG',
+  'UNSUPPORTED_TENSOR_TYPE',
   'TENSOR_MISSING',
   'TENSOR_SHAPE_MISMATCH',
   'INVALID_MODEL_FILE',

@@ -27,6 +27,7 @@ export {
 export { TallowError, type ErrorCode } from './errors'
 export { loadModel, Model, type EvaluateOptions, type LoadOptions, type ModelInfo } from './model'
 export type { Prompt } from './prompt'
+export type { QuantizationOptions, QuantizeType } from './quantization'
 export { DEFAULT_SAMPLING, type GenerateOptions, type SamplingOptions } from './sampling'
 export {
   GenerationStream,

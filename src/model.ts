@@ -21,6 +21,7 @@ import {
 } from './chat'
 import { booleanOption, checkOptionNames } from './options'
 import { toNativePrompt, validateTokenIds, type Prompt } from './prompt'
+import { quantizeOption, runsQuantized, type QuantizationOptions } from './quantization'
 import { validateGenerateOptions, type GenerateOptions } from './sampling'
 import { GenerationStream, type GenerationResult } from './stream'
 import { detokenizeWith, tokenizeWith, type DetokenizeOptions, type TokenizeOptions } from './tokenizer'
@@ -29,7 +30,7 @@ import { detokenizeWith, tokenizeWith, type DetokenizeOptions, type TokenizeOpti
 let nextSession = 0
 
 /** Options of {@link loadModel}. */
-export type LoadOptions = BackendOptions
+export type LoadOptions = BackendOptions & QuantizationOptions
 
 /** Options of {@link Model.evaluate}. */
 export interface EvaluateOptions {
@@ -44,15 +45,37 @@ export interface EvaluateOptions {
 export interface ModelInfo {
   /** The architecture named in `config.json`, e.g. `'LlamaForCausalLM'`. */
   readonly architecture: string
-  /** The weights' file format, e.g. `'safetensors'`. */
-  readonly format: string
+  /** The weights' file format: `'safetensors'` or `'gguf'`. */
+  readonly format: 'safetensors' | 'gguf'
+  /** Bytes of the weight files (the GGUF file, or the safetensors shards). */
+  readonly fileSize: number
+  /**
+   * The quantization the weights run in: a GGUF file's type as llama.cpp names it (`'Q4_K_M'`,
+   * `'Q8_0'`, `'F16'`, ...), or the `quantize` type asked for at load (`'Q4_K'`); absent for
+   * unquantized safetensors.
+   */
+  readonly quantization?: string
+  /**
+   * How many tensors of each storage type the model runs with, e.g. `{ Q4_K: 96, Q6_K: 17,
+   * F32: 65 }`.
+   */
+  readonly tensorTypes: Readonly<Record<string, number>>
+  /**
+   * A GGUF file's `general.*` metadata (`general.name`, `general.license`, `general.file_type`,
+   * ...) as JSON values; arrays longer than 64 items appear as `{ array_length }`. Empty for
+   * safetensors.
+   */
+  readonly metadata: Readonly<Record<string, unknown>>
   /** The absolute path the model was loaded from. */
   readonly path: string
   /** Number of parameters in the checkpoint (tied embeddings counted once). */
   readonly parameterCount: number
   /** The most tokens (prompt and generated) a sequence may hold. */
   readonly contextLength: number
-  /** The dtype the checkpoint stores: `'f32'`, `'f16'` or `'bf16'`. */
+  /**
+   * The type most weights are stored in: `'f32'`, `'f16'`, `'bf16'`, or for GGUF files the
+   * predominant tensor type in lower case (`'q4_k'`).
+   */
   readonly dtype: string
   /** The dtype the engine computes in (`'f32'` on CPU). */
   readonly computeDtype: string
@@ -76,7 +99,11 @@ export interface ModelInfo {
 function toModelInfo(info: NativeModelInfo): ModelInfo {
   const result: ModelInfo = {
     architecture: info.architecture,
-    format: info.format,
+    format: info.format as ModelInfo['format'],
+    fileSize: info.fileSize,
+    ...(typeof info.quantization === 'string' ? { quantization: info.quantization } : {}),
+    tensorTypes: Object.freeze({ ...info.tensorTypes }),
+    metadata: Object.freeze({ ...(info.metadata as Record<string, unknown>) }),
     path: info.path,
     parameterCount: info.parameterCount,
     contextLength: info.contextLength,
@@ -93,27 +120,40 @@ function toModelInfo(info: NativeModelInfo): ModelInfo {
 }
 
 /**
- * Loads the model in directory `path` (Hugging Face layout: `config.json`, `tokenizer.json`,
- * `*.safetensors`, sharded or not). Loading runs on a thread of the engine; the event loop is
- * free meanwhile.
+ * Loads a model: a directory in the Hugging Face layout (`config.json`, `tokenizer.json`,
+ * `*.safetensors`, sharded or not), or a GGUF file (llama.cpp's format, any of the common
+ * quantizations; its tokenizer and chat template come from the file). GGUF weights are
+ * memory-mapped and used in place, so resident memory stays about the file's size. Loading runs
+ * on a thread of the engine; the event loop is free meanwhile.
  *
  * @example
  * ```ts
  * const model = await loadModel('./models/my-llama', { device: 'auto' })
  * const { text } = await model.generate('Once upon a time', { maxTokens: 32 })
  * await model.dispose()
+ *
+ * const gguf = await loadModel('./models/llama-3.2-1b-q4_k_m.gguf')
+ * console.log(gguf.info.quantization) // 'Q4_K_M'
+ *
+ * const q8 = await loadModel('./models/my-llama', { quantize: 'q8_0' })
  * ```
  * @throws TallowError MODEL_NOT_FOUND, INVALID_CONFIG, TOKENIZER_NOT_FOUND, INVALID_TOKENIZER,
  *   UNSUPPORTED_ARCHITECTURE, UNSUPPORTED_CONFIG, TENSOR_MISSING, TENSOR_SHAPE_MISMATCH,
  *   INVALID_MODEL_FILE, IO_ERROR for a model that cannot be loaded (the message says which file
- *   and why); UNSUPPORTED_DEVICE or INVALID_OPTIONS for bad options.
+ *   and why, e.g. what is malformed in a GGUF file or which tensor type is unsupported);
+ *   UNSUPPORTED_DEVICE or INVALID_OPTIONS for bad options (an unknown `quantize` type, or
+ *   `quantize` with a GGUF file).
  */
 export async function loadModel(path: string, options: LoadOptions = {}): Promise<Model> {
   if (typeof path !== 'string' || path.length === 0) {
     throw new TallowError('MODEL_NOT_FOUND', 'the model path must be a non-empty string')
   }
-  checkOptionNames(options, ['device', 'threads'])
-  const loadOptions = resolveBackend(options)
+  checkOptionNames(options, ['device', 'threads', 'quantize'])
+  const quantize = quantizeOption(options.quantize)
+  // Quantized weights run on the CPU kernels: 'auto' means the CPU for them.
+  const backend =
+    options.device === undefined && runsQuantized(path, options) ? { ...options, device: 'cpu' as const } : options
+  const loadOptions = { ...resolveBackend(backend), ...(quantize === undefined ? {} : { quantize }) }
   const inner = await callNativeAsync(() => native().NativeModel.load(resolve(path), loadOptions))
   return new Model(inner)
 }

@@ -10,6 +10,7 @@ use crate::decoder::Logits;
 use crate::device::DeviceKind;
 use crate::error::{Error, ErrorCode, Result};
 use crate::generation::GenerateRequest;
+use crate::gguf::tensor_type::TensorType;
 use crate::guard::catch_panic;
 use crate::kv_cache::{CachedPrefix, SequenceCache};
 use crate::model::{Model, ModelInfo};
@@ -26,6 +27,8 @@ pub struct LoadOptions {
     pub device: DeviceKind,
     /// Compute threads; `None` uses every available core.
     pub threads: Option<usize>,
+    /// Quantize a safetensors checkpoint's matrices to this type at load.
+    pub quantize: Option<TensorType>,
 }
 
 impl Default for LoadOptions {
@@ -33,6 +36,7 @@ impl Default for LoadOptions {
         LoadOptions {
             device: DeviceKind::Cpu,
             threads: None,
+            quantize: None,
         }
     }
 }
@@ -89,7 +93,8 @@ impl Engine {
                         .thread_name(|i| format!("tallow-compute-{i}"))
                         .build()
                         .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-                    let model = pool.install(|| Model::load(&path, options.device))?;
+                    let model =
+                        pool.install(|| Model::load(&path, options.device, options.quantize))?;
                     Ok((pool, model, threads))
                 });
                 match loaded {

@@ -19,6 +19,9 @@ pub enum ErrorCode {
     UnsupportedArchitecture,
     /// A config value (e.g. a rope scaling type) is not supported.
     UnsupportedConfig,
+    /// A weights file stores a tensor in a quantization type tallow cannot run (e.g. IQ2_XXS);
+    /// the message names the type and the tensor.
+    UnsupportedTensorType,
     /// A tensor the architecture needs is absent from the weights.
     TensorMissing,
     /// A tensor exists but its shape disagrees with config.json.
@@ -57,6 +60,7 @@ impl ErrorCode {
             ErrorCode::InvalidTokenizer => "INVALID_TOKENIZER",
             ErrorCode::UnsupportedArchitecture => "UNSUPPORTED_ARCHITECTURE",
             ErrorCode::UnsupportedConfig => "UNSUPPORTED_CONFIG",
+            ErrorCode::UnsupportedTensorType => "UNSUPPORTED_TENSOR_TYPE",
             ErrorCode::TensorMissing => "TENSOR_MISSING",
             ErrorCode::TensorShapeMismatch => "TENSOR_SHAPE_MISMATCH",
             ErrorCode::InvalidModelFile => "INVALID_MODEL_FILE",

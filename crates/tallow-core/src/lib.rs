@@ -10,6 +10,7 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod generation;
+pub mod gguf;
 pub mod guard;
 pub mod hf_config;
 pub mod kv_cache;

@@ -29,7 +29,8 @@ impl ModelDir {
             return Err(Error::new(
                 ErrorCode::ModelNotFound,
                 format!(
-                    "model path {} is not a directory; pass a Hugging Face model directory",
+                    "model path {} is neither a directory nor a GGUF file; pass a Hugging Face \
+                     model directory or a .gguf file",
                     root.display()
                 ),
             ));

@@ -11,6 +11,10 @@ pub struct RopeSpec {
     /// uses partial rotary embeddings).
     pub rotary_dim: usize,
     pub scaling: RopeScaling,
+    /// Rotates adjacent pairs `(x[2i], x[2i+1])` instead of the two halves `(x[i], x[i+d/2])`:
+    /// llama.cpp's "normal" rope, for GGUF llama models whose q/k rows the converter permuted
+    /// from transformers' half layout to Meta's original interleaved one.
+    pub interleaved: bool,
 }
 
 /// Rope frequency scaling, as in transformers' `ROPE_INIT_FUNCTIONS`.
@@ -42,6 +46,12 @@ pub enum RopeScaling {
         original_max_position_embeddings: usize,
         attention_factor: f64,
     },
+    /// llama.cpp's fixed per-frequency divisors (GGUF `rope_freqs`, Phi-3's chosen long or short
+    /// factors, linear scaling as a constant divisor); cos/sin scaled by `attention_factor`.
+    Factors {
+        divisors: Vec<f64>,
+        attention_factor: f64,
+    },
 }
 
 /// The nonlinearity of the feed-forward block.
@@ -50,6 +60,9 @@ pub enum Activation {
     Silu,
     /// GELU with the tanh approximation (`gelu_pytorch_tanh`).
     GeluTanh,
+    /// The same GELU as llama.cpp's CPU backend computes it (the meaning of a GGUF Gemma): from
+    /// a table indexed by the input rounded to f16, holding f16 outputs; exact outside ±10.
+    GeluTanhF16Table,
 }
 
 /// RMSNorm settings shared by every norm of the model.

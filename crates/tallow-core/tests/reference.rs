@@ -2,15 +2,14 @@
 //! last-position and all-position logits, token-by-token decode through the KV cache, and 32
 //! greedy tokens. References are transformers in f32 (half checkpoints upcast, as on our CPU).
 
+mod common;
+
+use common::{evaluate, floats, greedy, ids, max_abs_diff, read_json};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::mpsc::channel;
 use tallow_core::kv_cache::SequenceCache;
 use tallow_core::model::Model;
-use tallow_core::{
-    DeviceKind, Engine, Event, FinishReason, GenerateRequest, LoadOptions, Logits, Prompt,
-    SamplingParams,
-};
+use tallow_core::{DeviceKind, Engine, FinishReason, LoadOptions, Logits};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -38,40 +37,7 @@ fn model_dir(name: &str) -> PathBuf {
 }
 
 fn reference(name: &str) -> Value {
-    let text = std::fs::read_to_string(model_dir(name).join("reference.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn evaluate(engine: &Engine, tokens: Vec<u32>, logits: Logits) -> Vec<f32> {
-    let (tx, rx) = channel();
-    engine
-        .evaluate(tokens, logits, Box::new(move |r| tx.send(r).unwrap()))
-        .unwrap();
-    rx.recv().unwrap().unwrap()
+    read_json(&model_dir(name).join("reference.json"))
 }
 
 #[test]
@@ -111,7 +77,7 @@ fn prefill_logits_match_transformers() {
 #[test]
 fn token_by_token_decode_matches_transformers() {
     for name in &models() {
-        let model = Model::load(&model_dir(name), DeviceKind::Cpu).unwrap();
+        let model = Model::load(&model_dir(name), DeviceKind::Cpu, None).unwrap();
         let reference = reference(name);
         // transformers' own token-by-token run where recorded (it differs from prefill for rope
         // variants keyed on the sequence length), else the prefill logits.
@@ -156,36 +122,14 @@ fn expected_greedy(greedy: &Value) -> Vec<u32> {
 fn greedy_tokens_match_transformers() {
     for name in &models() {
         let engine = Engine::load(model_dir(name), LoadOptions::default()).unwrap();
-        let greedy = &reference(name)["greedy"];
-        let request = GenerateRequest {
-            prompt: Prompt::Tokens(ids(&greedy["ids"])),
-            max_tokens: 32,
-            sampling: SamplingParams {
-                temperature: 0.0,
-                ..Default::default()
-            },
-            stop: vec![],
-            include_stop: false,
-            ignore_eos: true,
-            session: None,
-        };
-        let (tx, rx) = channel();
-        engine
-            .generate(request, Box::new(move |e| tx.send(e).unwrap()))
-            .unwrap();
-        let result = loop {
-            match rx.recv().unwrap() {
-                Event::Done(result) => break result,
-                Event::Error(e) => panic!("{name}: {e}"),
-                Event::Token { .. } => {}
-            }
-        };
+        let expected = &reference(name)["greedy"];
+        let result = greedy(&engine, ids(&expected["ids"]), 32);
         assert_eq!(
             result.tokens,
-            expected_greedy(greedy),
+            expected_greedy(expected),
             "{name}: greedy tokens"
         );
         assert_eq!(result.finish_reason, FinishReason::Length);
-        assert_eq!(result.prompt_tokens, ids(&greedy["ids"]).len());
+        assert_eq!(result.prompt_tokens, ids(&expected["ids"]).len());
     }
 }

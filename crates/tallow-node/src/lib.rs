@@ -4,11 +4,13 @@
 use napi::bindgen_prelude::Float32Array;
 use napi::{Error, Result};
 use napi_derive::napi;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tallow_core::chat_template::ChatRequest;
 use tallow_core::detokenizer::Detokenizer;
 use tallow_core::guard::catch_panic;
 use tallow_core::tokenizer::Tokenizer;
+use tallow_core::weights::in_situ::parse_quantize_type;
 use tallow_core::{
     CancelHandle, DeviceKind, Engine, Event, GenerateRequest, GenerationResult, LoadOptions,
     Logits, Prompt, SamplingParams,
@@ -30,6 +32,8 @@ fn engine_gone() -> Error {
 pub struct NativeLoadOptions {
     pub device: String,
     pub threads: Option<u32>,
+    /// In-situ quantization type name ('q8_0', 'q4_k', ...), for safetensors checkpoints.
+    pub quantize: Option<String>,
 }
 
 #[napi(object)]
@@ -48,6 +52,12 @@ pub struct NativeModelInfo {
     pub threads: u32,
     /// Where the chat template comes from: 'model', 'builtin:<name>', or absent.
     pub chat_template: Option<String>,
+    pub file_size: f64,
+    pub quantization: Option<String>,
+    /// Storage type name → number of tensors.
+    pub tensor_types: HashMap<String, u32>,
+    /// GGUF `general.*` metadata.
+    pub metadata: serde_json::Value,
 }
 
 #[napi(object)]
@@ -139,6 +149,12 @@ impl NativeModel {
         let options = LoadOptions {
             device: DeviceKind::parse(&options.device).map_err(to_js)?,
             threads: options.threads.map(|n| n as usize),
+            quantize: options
+                .quantize
+                .as_deref()
+                .map(parse_quantize_type)
+                .transpose()
+                .map_err(to_js)?,
         };
         let (tx, rx) = oneshot::channel();
         Engine::start(path.into(), options, move |loaded| {
@@ -167,6 +183,14 @@ impl NativeModel {
             device: i.device.clone(),
             threads: self.engine.threads() as u32,
             chat_template: self.engine.chat_template_source().map(String::from),
+            file_size: i.file_size as f64,
+            quantization: i.quantization.clone(),
+            tensor_types: i
+                .tensor_types
+                .iter()
+                .map(|(name, n)| (name.clone(), *n as u32))
+                .collect(),
+            metadata: serde_json::Value::Object(i.metadata.clone()),
         }
     }
 

@@ -1,11 +1,11 @@
 //! Causal self-attention with grouped-query heads, rope, optional q/k norms, soft-capping and a
 //! sliding window, over the sequence's KV cache.
 
+use super::linear::Linear;
 use super::norm::RmsNorm;
 use super::rope::RopeTables;
 use crate::kv_cache::LayerCache;
-use candle_core::{Device, Module, Result, Tensor};
-use candle_nn::Linear;
+use candle_core::{Device, Result, Tensor};
 
 pub struct Attention {
     /// [n_heads * head_dim, hidden]

@@ -1,33 +1,36 @@
 //! Building the decoder from checkpoint tensors. Names follow transformers
 //! (`model.layers.{i}.self_attn.q_proj.weight`, ...); where families store tensors differently
 //! (Phi-3's fused projections, the expert layouts of MoE checkpoints) the difference is handled
-//! here, so the forward pass never sees it.
+//! here, so the forward pass never sees it. GGUF files answer to the same names (see
+//! `weights::gguf`).
 
 use super::attention::Attention;
+use super::linear::Linear;
 use super::mlp::Mlp;
 use super::moe::Moe;
 use super::norm::RmsNorm;
 use super::rope::Rope;
 use super::{Block, Decoder, FeedForward};
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::Result;
 use crate::spec::{FfnSpec, ModelSpec, TensorLayout};
-use crate::weights::Weights;
+use crate::weights::WeightSource;
 use candle_core::{Device, Tensor};
-use candle_nn::{Embedding, Linear};
 
 struct Loader<'a> {
     spec: &'a ModelSpec,
-    weights: &'a Weights,
+    weights: &'a dyn WeightSource,
 }
 
 impl Loader<'_> {
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        self.weights.get(name, shape)
+        self.weights.tensor(name, shape)
     }
 
     /// `{name}.weight` [out, in] and, with `bias`, `{name}.bias` [out].
     fn linear(&self, name: &str, out_dim: usize, in_dim: usize, bias: bool) -> Result<Linear> {
-        let w = self.tensor(&format!("{name}.weight"), &[out_dim, in_dim])?;
+        let w = self
+            .weights
+            .matrix(&format!("{name}.weight"), out_dim, in_dim)?;
         let b = if bias {
             Some(self.tensor(&format!("{name}.bias"), &[out_dim])?)
         } else {
@@ -61,7 +64,7 @@ impl Loader<'_> {
                     hidden,
                     bias,
                 )?;
-                let [q, k, v] = split_rows(&qkv, [h * hd, kvh * hd, kvh * hd])?;
+                let [q, k, v] = qkv.split_rows([h * hd, kvh * hd, kvh * hd])?;
                 (q, k, v)
             }
         };
@@ -105,7 +108,7 @@ impl Loader<'_> {
                 // gate_up_proj: [2 * intermediate, hidden], gate rows first.
                 let gate_up =
                     self.linear(&format!("{p}.gate_up_proj"), 2 * intermediate, hidden, bias)?;
-                let [gate, up] = split_rows(&gate_up, [intermediate, intermediate])?;
+                let [gate, up] = gate_up.split_rows([intermediate, intermediate])?;
                 (gate, up)
             }
         };
@@ -119,8 +122,10 @@ impl Loader<'_> {
 
     /// A mixture of experts, from whichever of the layouts checkpoints use:
     /// transformers 5's stacked `mlp.experts.gate_up_proj` [experts, 2 * inter, hidden] and
-    /// `mlp.experts.down_proj` [experts, hidden, inter]; per-expert `mlp.experts.{e}.gate_proj`
-    /// (Qwen MoE); or Mixtral's `block_sparse_moe.experts.{e}.w1/w3/w2` (gate/up/down).
+    /// `mlp.experts.down_proj` [experts, hidden, inter]; stacked separate `mlp.experts.gate_proj`,
+    /// `up_proj` [experts, inter, hidden] and `down_proj` (GGUF's merged `ffn_*_exps`); per-expert
+    /// `mlp.experts.{e}.gate_proj` (Qwen MoE); or Mixtral's `block_sparse_moe.experts.{e}.w1/w3/w2`
+    /// (gate/up/down).
     fn moe(
         &self,
         p: &str,
@@ -131,53 +136,65 @@ impl Loader<'_> {
     ) -> Result<Moe> {
         let hidden = self.spec.hidden_size;
         let activation = self.spec.activation;
+        let w = self.weights;
+        let stacked = format!("{p}.mlp.experts");
         let mixtral = format!("{p}.block_sparse_moe");
-        let (root, experts) = if self
-            .weights
-            .contains(&format!("{p}.mlp.experts.gate_up_proj"))
-        {
-            let gate_up = self.tensor(
-                &format!("{p}.mlp.experts.gate_up_proj"),
-                &[num_experts, 2 * inter, hidden],
+        let expert = |gate: Linear, up: Linear, down: Linear| Mlp {
+            gate,
+            up,
+            down,
+            activation,
+        };
+        let bare = |m| Linear::new(m, None);
+        let (root, experts) = if w.contains(&format!("{stacked}.gate_up_proj")) {
+            let gate_up = w.experts(
+                &format!("{stacked}.gate_up_proj"),
+                num_experts,
+                2 * inter,
+                hidden,
             )?;
-            let down = self.tensor(
-                &format!("{p}.mlp.experts.down_proj"),
-                &[num_experts, hidden, inter],
-            )?;
-            let experts = (0..num_experts)
-                .map(|e| -> Result<Mlp> {
-                    let gate_up = Linear::new(gate_up.get(e)?, None);
-                    let [gate, up] = split_rows(&gate_up, [inter, inter])?;
-                    Ok(Mlp {
-                        gate,
-                        up,
-                        down: Linear::new(down.get(e)?, None),
-                        activation,
-                    })
+            let down = w.experts(&format!("{stacked}.down_proj"), num_experts, hidden, inter)?;
+            let experts = gate_up
+                .into_iter()
+                .zip(down)
+                .map(|(gate_up, down)| -> Result<Mlp> {
+                    let [gate, up] = bare(gate_up).split_rows([inter, inter])?;
+                    Ok(expert(gate, up, bare(down)))
                 })
                 .collect::<Result<Vec<_>>>()?;
             (format!("{p}.mlp"), experts)
-        } else if self.weights.contains(&format!("{mixtral}.gate.weight")) {
+        } else if w.contains(&format!("{stacked}.gate_proj")) {
+            let gate = w.experts(&format!("{stacked}.gate_proj"), num_experts, inter, hidden)?;
+            let up = w.experts(&format!("{stacked}.up_proj"), num_experts, inter, hidden)?;
+            let down = w.experts(&format!("{stacked}.down_proj"), num_experts, hidden, inter)?;
+            let experts = gate
+                .into_iter()
+                .zip(up)
+                .zip(down)
+                .map(|((g, u), d)| expert(bare(g), bare(u), bare(d)))
+                .collect();
+            (format!("{p}.mlp"), experts)
+        } else if w.contains(&format!("{mixtral}.gate.weight")) {
             let experts = (0..num_experts)
                 .map(|e| -> Result<Mlp> {
                     let ep = format!("{mixtral}.experts.{e}");
-                    Ok(Mlp {
-                        gate: self.linear(&format!("{ep}.w1"), inter, hidden, false)?,
-                        up: self.linear(&format!("{ep}.w3"), inter, hidden, false)?,
-                        down: self.linear(&format!("{ep}.w2"), hidden, inter, false)?,
-                        activation,
-                    })
+                    Ok(expert(
+                        self.linear(&format!("{ep}.w1"), inter, hidden, false)?,
+                        self.linear(&format!("{ep}.w3"), inter, hidden, false)?,
+                        self.linear(&format!("{ep}.w2"), hidden, inter, false)?,
+                    ))
                 })
                 .collect::<Result<Vec<_>>>()?;
             (mixtral, experts)
         } else {
             let experts = (0..num_experts)
-                .map(|e| self.dense(&format!("{p}.mlp.experts.{e}"), inter, false))
+                .map(|e| self.dense(&format!("{stacked}.{e}"), inter, false))
                 .collect::<Result<Vec<_>>>()?;
             (format!("{p}.mlp"), experts)
         };
         Ok(Moe {
-            router: self.linear(&format!("{root}.gate"), num_experts, hidden, false)?,
+            // Routers stay dense under quantization, as in llama.cpp.
+            router: bare(w.dense_matrix(&format!("{root}.gate.weight"), num_experts, hidden)?),
             experts,
             top_k,
             renormalize,
@@ -185,36 +202,10 @@ impl Loader<'_> {
     }
 }
 
-/// Splits a bias-free linear layer by rows into consecutive parts of the given sizes.
-fn split_rows<const N: usize>(fused: &Linear, sizes: [usize; N]) -> Result<[Linear; N]> {
-    if fused.bias().is_some() {
-        return Err(Error::new(
-            ErrorCode::UnsupportedConfig,
-            "fused projections with a bias are not supported",
-        ));
-    }
-    let mut offset = 0;
-    let parts = sizes.map(|rows| {
-        let part = fused
-            .weight()
-            .narrow(0, offset, rows)
-            .map(|w| Linear::new(w, None));
-        offset += rows;
-        part
-    });
-    let mut out = Vec::with_capacity(N);
-    for part in parts {
-        out.push(part?);
-    }
-    Ok(out
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("N parts were made")))
-}
-
-pub fn decoder(spec: &ModelSpec, weights: &Weights, device: &Device) -> Result<Decoder> {
+pub fn decoder(spec: &ModelSpec, weights: &dyn WeightSource, device: &Device) -> Result<Decoder> {
     let l = Loader { spec, weights };
     let hidden = spec.hidden_size;
-    let embed_weight = l.tensor("model.embed_tokens.weight", &[spec.vocab_size, hidden])?;
+    let embed = weights.matrix("model.embed_tokens.weight", spec.vocab_size, hidden)?;
     let mut blocks = Vec::with_capacity(spec.num_layers());
     for (i, layer) in spec.layers.iter().enumerate() {
         let p = format!("model.layers.{i}");
@@ -255,12 +246,17 @@ pub fn decoder(spec: &ModelSpec, weights: &Weights, device: &Device) -> Result<D
     }
     // Tied checkpoints may still carry an lm_head copy; the config decides which is used.
     let lm_head = if spec.tie_word_embeddings {
-        Linear::new(embed_weight.clone(), None)
+        Linear::new(embed.clone(), None)
     } else {
-        l.linear("lm_head", spec.vocab_size, hidden, false)?
+        l.linear(
+            "lm_head",
+            spec.vocab_size,
+            hidden,
+            weights.contains("lm_head.bias"),
+        )?
     };
     Ok(Decoder {
-        embed: Embedding::new(embed_weight, hidden),
+        embed,
         blocks,
         norm: l.norm("model.norm", hidden)?,
         lm_head,

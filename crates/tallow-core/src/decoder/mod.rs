@@ -4,6 +4,7 @@
 //! forward pass.
 
 mod attention;
+mod linear;
 mod load;
 mod mlp;
 mod moe;
@@ -13,10 +14,10 @@ mod rope;
 use crate::error::Result;
 use crate::kv_cache::SequenceCache;
 use crate::spec::ModelSpec;
-use crate::weights::Weights;
+use crate::weights::{Matrix, WeightSource};
 use attention::{attention_mask, Attention};
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, Linear};
+use candle_core::{DType, Device, Tensor};
+use linear::Linear;
 use mlp::Mlp;
 use moe::Moe;
 use norm::RmsNorm;
@@ -60,7 +61,8 @@ struct Block {
 
 pub struct Decoder {
     spec: ModelSpec,
-    embed: Embedding,
+    /// [vocab, hidden]
+    embed: Matrix,
     blocks: Vec<Block>,
     norm: RmsNorm,
     lm_head: Linear,
@@ -70,7 +72,7 @@ pub struct Decoder {
 
 impl Decoder {
     /// Builds the decoder, checking every tensor's presence and shape against `spec`.
-    pub fn load(spec: &ModelSpec, weights: &Weights, device: &Device) -> Result<Self> {
+    pub fn load(spec: &ModelSpec, weights: &dyn WeightSource, device: &Device) -> Result<Self> {
         load::decoder(spec, weights, device)
     }
 
@@ -99,9 +101,8 @@ impl Decoder {
     ) -> Result<Tensor> {
         let seq = tokens.len();
         let start = cache.len();
-        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         // [1, seq, hidden]
-        let mut x = self.embed.forward(&ids)?;
+        let mut x = self.embed.embed(tokens, &self.device)?.unsqueeze(0)?;
         if let Some(scale) = self.spec.embedding_scale {
             x = (x * scale)?;
         }

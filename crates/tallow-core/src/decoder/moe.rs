@@ -2,9 +2,9 @@
 //! through its `top_k` best experts and their outputs are summed, weighted by the router's
 //! softmax probabilities (renormalised over the chosen experts when the family says so).
 
+use super::linear::Linear;
 use super::mlp::Mlp;
-use candle_core::{Module, Result, Tensor};
-use candle_nn::Linear;
+use candle_core::{Result, Tensor};
 
 pub struct Moe {
     /// [num_experts, hidden]

@@ -1,8 +1,13 @@
 //! RMSNorm: `x / sqrt(mean(x²) + eps) * weight`, over the last dimension. Gemma's `(1 + w)`
 //! form is folded into the weight at load (`weight_offset`).
+//!
+//! Computed as llama.cpp's CPU backend does: the sum of squares accumulated in f64, then
+//! `x * (1 / sqrt(mean + eps))` and the weight in f32. Quantized matmuls round these outputs to
+//! 8-bit levels, so a one-ulp difference here can move a value across a rounding boundary; doing
+//! the same arithmetic keeps tallow on the same side as llama.cpp.
 
 use crate::spec::NormSpec;
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor, D};
 
 pub struct RmsNorm {
     /// [dim]
@@ -24,6 +29,15 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        candle_nn::ops::rms_norm(x, &self.weight, self.eps)
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?;
+        let dim = x.dim(D::Minus1)? as f64;
+        // [..., 1]: squares in f32, summed in f64, the mean back in f32.
+        let mean =
+            (x.sqr()?.to_dtype(DType::F64)?.sum_keepdim(D::Minus1)? / dim)?.to_dtype(DType::F32)?;
+        let scale = (mean + self.eps as f64)?.sqrt()?.recip()?;
+        x.broadcast_mul(&scale)?
+            .broadcast_mul(&self.weight.to_dtype(DType::F32)?)?
+            .to_dtype(dtype)
     }
 }

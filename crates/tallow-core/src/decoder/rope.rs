@@ -16,6 +16,7 @@ pub struct RopeTables {
     cos: Tensor,
     sin: Tensor,
     rotary_dim: usize,
+    interleaved: bool,
 }
 
 impl Rope {
@@ -42,6 +43,7 @@ impl Rope {
             cos: Tensor::from_vec(cos, (len, half), device)?,
             sin: Tensor::from_vec(sin, (len, half), device)?,
             rotary_dim: self.spec.rotary_dim,
+            interleaved: self.spec.interleaved,
         })
     }
 
@@ -124,6 +126,17 @@ impl Rope {
                     .collect();
                 (to_f32(freqs), *attention_factor as f32)
             }
+            RopeScaling::Factors {
+                divisors,
+                attention_factor,
+            } => {
+                let freqs = plain(theta)
+                    .into_iter()
+                    .zip(divisors)
+                    .map(|(f, s)| f / s)
+                    .collect();
+                (to_f32(freqs), *attention_factor as f32)
+            }
         }
     }
 }
@@ -133,11 +146,17 @@ impl RopeTables {
     /// the first `rotary_dim` dimensions of each head turn; the rest pass through.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let head_dim = x.dim(D::Minus1)?;
+        let rotate = |x: &Tensor| {
+            if self.interleaved {
+                candle_nn::rotary_emb::rope_i(x, &self.cos, &self.sin)
+            } else {
+                candle_nn::rotary_emb::rope(x, &self.cos, &self.sin)
+            }
+        };
         if self.rotary_dim == head_dim {
-            return candle_nn::rotary_emb::rope(x, &self.cos, &self.sin);
+            return rotate(x);
         }
-        let rotated = x.narrow(D::Minus1, 0, self.rotary_dim)?.contiguous()?;
-        let rotated = candle_nn::rotary_emb::rope(&rotated, &self.cos, &self.sin)?;
+        let rotated = rotate(&x.narrow(D::Minus1, 0, self.rotary_dim)?.contiguous()?)?;
         let passed = x.narrow(D::Minus1, self.rotary_dim, head_dim - self.rotary_dim)?;
         Tensor::cat(&[&rotated, &passed], D::Minus1)?.contiguous()
     }
@@ -152,6 +171,7 @@ mod tests {
             theta: 500_000.0,
             rotary_dim: 64,
             scaling,
+            interleaved: false,
         }
     }
 
@@ -192,6 +212,7 @@ mod tests {
                 original_max_position_embeddings: 16,
                 attention_factor: 1.5,
             },
+            interleaved: false,
         });
         let (short, factor) = rope.frequencies(16);
         let (long, _) = rope.frequencies(17);

@@ -92,6 +92,7 @@ fn build(cfg: Fields, params: Option<Fields>, theta: f64, head_dim: usize) -> Re
         theta,
         rotary_dim,
         scaling,
+        interleaved: false,
     })
 }
 

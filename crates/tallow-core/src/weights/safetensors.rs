@@ -1,10 +1,14 @@
 //! Safetensors weights, memory-mapped, one file or a sharded set. Every lookup is checked against
 //! the shape the architecture expects, so a checkpoint that disagrees with its config.json fails
-//! at load with the tensor's name instead of producing garbage later.
+//! at load with the tensor's name instead of producing garbage later. Matrices are converted to
+//! the compute dtype, or quantized when the caller asked for in-situ quantization.
 
+use super::{in_situ, Matrix, WeightSource};
 use crate::error::{Error, ErrorCode, Result};
+use crate::gguf::tensor_type::TensorType;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -14,12 +18,21 @@ pub struct Weights {
     index: HashMap<String, (Vec<usize>, DType)>,
     /// The dtype tensors are converted to on load.
     compute_dtype: DType,
+    /// Quantize matrices to this type at load.
+    quantize: Option<TensorType>,
+    /// How many tensors of each type (after quantization) the loader took.
+    handed_out: RefCell<HashMap<String, usize>>,
     device: Device,
 }
 
 impl Weights {
     /// Maps `paths` and reads their headers. A tensor name present in two shards is an error.
-    pub fn open(paths: &[PathBuf], compute_dtype: DType, device: &Device) -> Result<Self> {
+    pub fn open(
+        paths: &[PathBuf],
+        compute_dtype: DType,
+        quantize: Option<TensorType>,
+        device: &Device,
+    ) -> Result<Self> {
         for path in paths {
             if !path.is_file() {
                 return Err(Error::new(
@@ -58,16 +71,14 @@ impl Weights {
             files,
             index,
             compute_dtype,
+            quantize,
+            handed_out: RefCell::default(),
             device: device.clone(),
         })
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name)
-    }
-
     /// Loads `name`, checking that its shape is `shape`, converted to the compute dtype.
-    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let (actual, _) = self.index.get(name).ok_or_else(|| {
             Error::new(
                 ErrorCode::TensorMissing,
@@ -102,11 +113,51 @@ impl Weights {
             .unwrap_or(DType::F32)
     }
 
+    /// How many tensors of each type the model was built from (after in-situ quantization).
+    pub fn handed_out_types(&self) -> HashMap<String, usize> {
+        self.handed_out.borrow().clone()
+    }
+
+    fn count(&self, type_name: String) {
+        *self.handed_out.borrow_mut().entry(type_name).or_default() += 1;
+    }
+
+    /// A loaded dense matrix, quantized if asked.
+    fn finish(&self, dense: Tensor) -> Result<Matrix> {
+        let matrix = match self.quantize {
+            Some(target) => in_situ::quantize(&dense, target)?,
+            None => Matrix::Dense(dense),
+        };
+        self.count(matrix.type_name());
+        Ok(matrix)
+    }
+
     /// The number of parameters stored in the files.
     pub fn parameter_count(&self) -> usize {
         self.index
             .values()
             .map(|(shape, _)| shape.iter().product::<usize>())
             .sum()
+    }
+}
+
+impl WeightSource for Weights {
+    fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let tensor = self.get(name, shape)?;
+        self.count(Matrix::Dense(tensor.clone()).type_name());
+        Ok(tensor)
+    }
+
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        self.finish(self.get(name, &[rows, cols])?)
+    }
+
+    fn experts(&self, name: &str, count: usize, rows: usize, cols: usize) -> Result<Vec<Matrix>> {
+        let stacked = self.get(name, &[count, rows, cols])?;
+        (0..count).map(|e| self.finish(stacked.get(e)?)).collect()
     }
 }
