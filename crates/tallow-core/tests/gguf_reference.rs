@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{evaluate, floats, greedy, ids, max_abs_diff, read_json};
+use common::{all_positions_max_diff, evaluate, floats, greedy, ids, max_abs_diff, read_json};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tallow_core::weights::in_situ::parse_quantize_type;
@@ -92,15 +92,7 @@ fn float_and_q8_0_files_match_llama_cpp() {
             let got = evaluate(&engine, ids(&prompt["ids"]), Logits::Last);
             worst = worst.max(max_abs_diff(&got, &floats(&prompt["last_logits"])));
         }
-        let all = &reference["all_positions"];
-        let expected: Vec<f32> = all["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(floats)
-            .collect();
-        let got = evaluate(&engine, ids(&all["ids"]), Logits::All);
-        worst = worst.max(max_abs_diff(&got, &expected));
+        worst = worst.max(all_positions_max_diff(&engine, &reference["all_positions"]));
         let same = greedy_agreement(&engine, &reference);
         let tolerance = if reference["type"] == "F32" {
             TOLERANCE_F32
@@ -152,6 +144,29 @@ fn argmax(values: &[f32]) -> usize {
         .0
 }
 
+/// Over the positions of `long` (a reference's `{ids, logits_file}`): how many, the share where
+/// `got`'s top token is llama.cpp's, and the mean KL(llama.cpp ‖ tallow).
+fn agreement(got: &[f32], long: &Value, vocab: usize) -> (usize, f64, f64) {
+    let expected = f16_logits(&fixtures().join(long["logits_file"].as_str().unwrap()));
+    assert_eq!(got.len(), expected.len());
+    let positions = got.len() / vocab;
+    let (mut agree, mut kl_sum) = (0usize, 0.0f64);
+    for (ours, theirs) in got.chunks(vocab).zip(expected.chunks(vocab)) {
+        agree += usize::from(argmax(ours) == argmax(theirs));
+        let (lq, lp) = (log_softmax(ours), log_softmax(theirs));
+        kl_sum += lp
+            .iter()
+            .zip(&lq)
+            .map(|(p, q)| p.exp() * (p - q))
+            .sum::<f64>();
+    }
+    (
+        positions,
+        agree as f64 / positions as f64,
+        kl_sum / positions as f64,
+    )
+}
+
 #[test]
 fn quantized_files_agree_with_llama_cpp() {
     let (mut checked, mut failures) = (0, vec![]);
@@ -161,22 +176,8 @@ fn quantized_files_agree_with_llama_cpp() {
         };
         let engine = load(&gguf);
         let vocab = engine.info().vocab_size;
-        let expected = f16_logits(&fixtures().join(long["logits_file"].as_str().unwrap()));
         let got = evaluate(&engine, ids(&long["ids"]), Logits::All);
-        assert_eq!(got.len(), expected.len());
-        let positions = got.len() / vocab;
-        let (mut agree, mut kl_sum) = (0usize, 0.0f64);
-        for (ours, theirs) in got.chunks(vocab).zip(expected.chunks(vocab)) {
-            agree += usize::from(argmax(ours) == argmax(theirs));
-            let (lq, lp) = (log_softmax(ours), log_softmax(theirs));
-            kl_sum += lp
-                .iter()
-                .zip(&lq)
-                .map(|(p, q)| p.exp() * (p - q))
-                .sum::<f64>();
-        }
-        let top1 = agree as f64 / positions as f64;
-        let kl = kl_sum / positions as f64;
+        let (positions, top1, kl) = agreement(&got, long, vocab);
         let file = name(&reference);
         // Reported, not required: one near-tie flipped ends the identical run.
         let same = greedy_agreement(&engine, &reference);
@@ -195,14 +196,15 @@ fn quantized_files_agree_with_llama_cpp() {
     assert!(checked >= 9, "only {checked} quantized files checked");
 }
 
-/// `quantize` at load against `llama-quantize --pure` on the same checkpoint: tallow quantizes
-/// with ggml's reference quantizers, so the in-situ model computes what tallow computes on
-/// llama.cpp's file.
+/// `quantize` at load against llama.cpp on `llama-quantize --pure`'s file from the same
+/// checkpoint. tallow-kernels writes the same bytes (tests/quantize_exact.rs); the logits are
+/// not bit-identical only because the checkpoint's q/k rows are in transformers' order where the
+/// file's are permuted for interleaved rope, which sums attention scores in another order.
 #[test]
-fn in_situ_quantization_matches_llama_quantize() {
+fn in_situ_quantization_agrees_with_llama_cpp() {
     let checkpoint = fixtures().join("llama-256-hf");
     let (mut checked, mut failures) = (0, vec![]);
-    for (gguf, reference) in cases() {
+    for (_, reference) in cases() {
         let Some(long) = reference.get("long") else {
             continue;
         };
@@ -210,7 +212,7 @@ fn in_situ_quantization_matches_llama_quantize() {
         let Ok(quantize) = parse_quantize_type(&type_name) else {
             continue; // a mix such as Q4_K_M, not a single type
         };
-        let in_situ = Engine::load(
+        let engine = Engine::load(
             &checkpoint,
             LoadOptions {
                 quantize: Some(quantize),
@@ -218,19 +220,19 @@ fn in_situ_quantization_matches_llama_quantize() {
             },
         )
         .unwrap();
-        let from_file = load(&gguf);
-        let tokens = ids(&long["ids"]);
-        let a = evaluate(&in_situ, tokens.clone(), Logits::All);
-        let b = evaluate(&from_file, tokens, Logits::All);
-        let diff = max_abs_diff(&a, &b);
-        println!("{type_name}: in-situ vs llama-quantize's file: max |Δlogit| = {diff:.3e}");
-        if diff != 0.0 {
-            failures.push(format!("{type_name}: {diff}"));
-        }
         assert_eq!(
-            in_situ.info().quantization.as_deref(),
+            engine.info().quantization.as_deref(),
             Some(reference["type"].as_str().unwrap())
         );
+        let got = evaluate(&engine, ids(&long["ids"]), Logits::All);
+        let (_, top1, kl) = agreement(&got, long, engine.info().vocab_size);
+        println!(
+            "in-situ {type_name}: top-1 agreement with llama.cpp {:.2}%, mean KL = {kl:.2e}",
+            top1 * 100.0
+        );
+        if top1 < MIN_TOP1_AGREEMENT || kl > MAX_MEAN_KL {
+            failures.push(format!("{type_name}: top-1 {top1}, KL {kl}"));
+        }
         checked += 1;
     }
     assert!(failures.is_empty(), "{failures:#?}");

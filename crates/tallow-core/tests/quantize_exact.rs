@@ -174,62 +174,122 @@ const LLAMA_GQA_TIED: &str = "fixtures/models/llama-gqa-tied";
 
 #[test]
 fn q4_0() {
-    check(LLAMA_256, "llama-256-Q4_0.gguf", QuantType::Q4_0, TensorType::Q4_0);
+    check(
+        LLAMA_256,
+        "llama-256-Q4_0.gguf",
+        QuantType::Q4_0,
+        TensorType::Q4_0,
+    );
 }
 
 #[test]
 fn q4_1() {
-    check(LLAMA_256, "llama-256-Q4_1.gguf", QuantType::Q4_1, TensorType::Q4_1);
+    check(
+        LLAMA_256,
+        "llama-256-Q4_1.gguf",
+        QuantType::Q4_1,
+        TensorType::Q4_1,
+    );
 }
 
 #[test]
 fn q5_0() {
-    check(LLAMA_256, "llama-256-Q5_0.gguf", QuantType::Q5_0, TensorType::Q5_0);
+    check(
+        LLAMA_256,
+        "llama-256-Q5_0.gguf",
+        QuantType::Q5_0,
+        TensorType::Q5_0,
+    );
 }
 
 #[test]
 fn q5_1() {
-    check(LLAMA_256, "llama-256-Q5_1.gguf", QuantType::Q5_1, TensorType::Q5_1);
+    check(
+        LLAMA_256,
+        "llama-256-Q5_1.gguf",
+        QuantType::Q5_1,
+        TensorType::Q5_1,
+    );
 }
 
 #[test]
 fn q2_k() {
-    check(LLAMA_256, "llama-256-Q2_K.gguf", QuantType::Q2K, TensorType::Q2K);
+    check(
+        LLAMA_256,
+        "llama-256-Q2_K.gguf",
+        QuantType::Q2K,
+        TensorType::Q2K,
+    );
 }
 
 #[test]
 fn q3_k() {
-    check(LLAMA_256, "llama-256-Q3_K.gguf", QuantType::Q3K, TensorType::Q3K);
+    check(
+        LLAMA_256,
+        "llama-256-Q3_K.gguf",
+        QuantType::Q3K,
+        TensorType::Q3K,
+    );
 }
 
 #[test]
 fn q4_k() {
-    check(LLAMA_256, "llama-256-Q4_K.gguf", QuantType::Q4K, TensorType::Q4K);
+    check(
+        LLAMA_256,
+        "llama-256-Q4_K.gguf",
+        QuantType::Q4K,
+        TensorType::Q4K,
+    );
 }
 
 #[test]
 fn q5_k() {
-    check(LLAMA_256, "llama-256-Q5_K.gguf", QuantType::Q5K, TensorType::Q5K);
+    check(
+        LLAMA_256,
+        "llama-256-Q5_K.gguf",
+        QuantType::Q5K,
+        TensorType::Q5K,
+    );
 }
 
 #[test]
 fn q6_k() {
-    check(LLAMA_256, "llama-256-Q6_K.gguf", QuantType::Q6K, TensorType::Q6K);
+    check(
+        LLAMA_256,
+        "llama-256-Q6_K.gguf",
+        QuantType::Q6K,
+        TensorType::Q6K,
+    );
 }
 
 #[test]
 fn q8_0() {
-    check(LLAMA_GQA_TIED, "llama-gqa-tied-Q8_0.gguf", QuantType::Q8_0, TensorType::Q8_0);
+    check(
+        LLAMA_GQA_TIED,
+        "llama-gqa-tied-Q8_0.gguf",
+        QuantType::Q8_0,
+        TensorType::Q8_0,
+    );
 }
 
 #[test]
 fn f16() {
-    check(LLAMA_GQA_TIED, "llama-gqa-tied-F16.gguf", QuantType::F16, TensorType::F16);
+    check(
+        LLAMA_GQA_TIED,
+        "llama-gqa-tied-F16.gguf",
+        QuantType::F16,
+        TensorType::F16,
+    );
 }
 
 #[test]
 fn bf16() {
-    check(LLAMA_GQA_TIED, "llama-gqa-tied-BF16.gguf", QuantType::BF16, TensorType::BF16);
+    check(
+        LLAMA_GQA_TIED,
+        "llama-gqa-tied-BF16.gguf",
+        QuantType::BF16,
+        TensorType::BF16,
+    );
 }
 
 #[test]

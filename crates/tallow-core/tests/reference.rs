@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{evaluate, floats, greedy, ids, max_abs_diff, read_json};
+use common::{all_positions_max_diff, evaluate, floats, greedy, ids, max_abs_diff, read_json};
 use serde_json::Value;
 use std::path::PathBuf;
 use tallow_core::kv_cache::SequenceCache;
@@ -57,15 +57,7 @@ fn prefill_logits_match_transformers() {
             let got = evaluate(&engine, expected_ids, Logits::Last);
             worst = worst.max(max_abs_diff(&got, &floats(&prompt["last_logits"])));
         }
-        let all = &reference["all_positions"];
-        let expected: Vec<f32> = all["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(floats)
-            .collect();
-        let got = evaluate(&engine, ids(&all["ids"]), Logits::All);
-        worst = worst.max(max_abs_diff(&got, &expected));
+        worst = worst.max(all_positions_max_diff(&engine, &reference["all_positions"]));
         println!("{name}: prefill max |Δlogit| = {worst:.3e}");
         assert!(
             worst <= TOLERANCE,

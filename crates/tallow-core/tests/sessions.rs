@@ -1,11 +1,11 @@
 //! Sessions keep a sequence's KV cache between generations: a follow-up prompt that extends the
 //! conversation reuses the common prefix and must produce exactly what a fresh run produces.
 
+mod common;
+
+use common::greedy_in;
 use std::path::PathBuf;
-use std::sync::mpsc::channel;
-use tallow_core::{
-    Engine, Event, GenerateRequest, GenerationResult, LoadOptions, Prompt, SamplingParams,
-};
+use tallow_core::{Engine, GenerationResult, LoadOptions};
 
 fn engine(name: &str) -> Engine {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -15,29 +15,7 @@ fn engine(name: &str) -> Engine {
 }
 
 fn generate(engine: &Engine, prompt: Vec<u32>, session: Option<u64>) -> GenerationResult {
-    let request = GenerateRequest {
-        prompt: Prompt::Tokens(prompt),
-        max_tokens: 12,
-        sampling: SamplingParams {
-            temperature: 0.0,
-            ..Default::default()
-        },
-        stop: vec![],
-        include_stop: false,
-        ignore_eos: true,
-        session,
-    };
-    let (tx, rx) = channel();
-    engine
-        .generate(request, Box::new(move |e| tx.send(e).unwrap()))
-        .unwrap();
-    loop {
-        match rx.recv().unwrap() {
-            Event::Done(result) => return result,
-            Event::Error(e) => panic!("{e}"),
-            Event::Token { .. } => {}
-        }
-    }
+    greedy_in(engine, prompt, 12, session)
 }
 
 #[test]

@@ -123,9 +123,7 @@ impl GgufWeights {
         let Some(info) = self.file.tensor(gguf_name) else {
             return Ok(None);
         };
-        let view = self.view(info)?;
-        let rows: Vec<u32> = (0..view.dims().0 as u32).collect();
-        Ok(Some(view.dequantize_rows(&rows)?))
+        Ok(Some(self.view(info)?.dequantize_all()?))
     }
 }
 
@@ -136,9 +134,7 @@ impl WeightSource for GgufWeights {
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let info = self.find(name, shape)?;
-        let view = self.view(info)?;
-        let rows: Vec<u32> = (0..view.dims().0 as u32).collect();
-        let values = view.dequantize_rows(&rows)?;
+        let values = self.view(info)?.dequantize_all()?;
         Ok(Tensor::from_vec(values, shape, &self.device)?)
     }
 

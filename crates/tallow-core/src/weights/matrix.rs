@@ -15,6 +15,7 @@ use candle_core::quantized::k_quants::{
 use candle_core::{Module, Tensor};
 use half::{bf16, f16};
 use std::sync::Arc;
+use tallow_kernels::{quantize_rows, QuantType};
 
 /// Bytes that quantized rows live in: a mapped file, or blocks made at load.
 pub trait BlockBytes: Send + Sync {
@@ -111,6 +112,25 @@ macro_rules! with_block_type {
     };
 }
 
+/// The quantizer for `ty`, for the types tallow can quantize to.
+fn quant_type(ty: TensorType) -> Option<QuantType> {
+    Some(match ty {
+        TensorType::F16 => QuantType::F16,
+        TensorType::BF16 => QuantType::BF16,
+        TensorType::Q4_0 => QuantType::Q4_0,
+        TensorType::Q4_1 => QuantType::Q4_1,
+        TensorType::Q5_0 => QuantType::Q5_0,
+        TensorType::Q5_1 => QuantType::Q5_1,
+        TensorType::Q8_0 => QuantType::Q8_0,
+        TensorType::Q2K => QuantType::Q2K,
+        TensorType::Q3K => QuantType::Q3K,
+        TensorType::Q4K => QuantType::Q4K,
+        TensorType::Q5K => QuantType::Q5K,
+        TensorType::Q6K => QuantType::Q6K,
+        _ => return None,
+    })
+}
+
 /// Whether tallow can multiply by (and look up rows of) tensors of type `ty`.
 pub fn supported(ty: TensorType) -> bool {
     with_block_type!(ty, T => block_layout_matches::<T>(ty), _other => false)
@@ -192,13 +212,11 @@ impl QuantMatrix {
         Ok(matrix)
     }
 
-    /// Quantizes a dense f32 matrix [rows, cols] to `ty`, as ggml's reference quantizers do
-    /// (llama-quantize without an importance matrix).
+    /// Quantizes a dense f32 matrix [rows, cols] to `ty` with tallow-kernels' quantizers, which
+    /// write the bytes llama-quantize writes without an importance matrix.
     pub fn quantize(dense: &Tensor, ty: TensorType) -> Result<Self> {
         let (rows, cols) = dense.dims2()?;
-        if !supported(ty) {
-            return Err(unsupported(ty));
-        }
+        let kernel_type = quant_type(ty).ok_or_else(|| unsupported(ty))?;
         let row_bytes = ty.row_bytes(cols).ok_or_else(|| {
             Error::new(
                 ErrorCode::InvalidOptions,
@@ -215,16 +233,11 @@ impl QuantMatrix {
             .to_vec1::<f32>()?;
         let len = row_bytes * rows;
         let mut words = vec![0u64; len.div_ceil(8)];
-        with_block_type!(ty, T => {
-            // SAFETY: `words` is 8-byte aligned and at least `len` bytes long; blocks are plain data.
-            let out: &mut [T] = unsafe {
-                std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<T>(), len / std::mem::size_of::<T>())
-            };
-            let per_row = out.len() / rows.max(1);
-            for (src, dst) in values.chunks(cols).zip(out.chunks_mut(per_row)) {
-                T::from_float(src, dst);
-            }
-        }, other => return Err(unsupported(other)));
+        // SAFETY: `words` holds at least `len` bytes; any byte pattern is a valid u64.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), len) };
+        if rows > 0 {
+            quantize_rows(kernel_type, &values, cols, bytes);
+        }
         QuantMatrix::new(Arc::new(OwnedBlocks { words, len }), 0, ty, rows, cols)
     }
 
@@ -277,6 +290,12 @@ impl QuantMatrix {
         }, other => candle_core::bail!("tensor type {} is not supported", other.name()));
         out_dims.push(self.rows);
         Tensor::from_vec(dst, out_dims, x.device())
+    }
+
+    /// Every row dequantized to f32: [rows, cols].
+    pub fn dequantize_all(&self) -> Result<Vec<f32>> {
+        let ids: Vec<u32> = (0..self.rows as u32).collect();
+        self.dequantize_rows(&ids)
     }
 
     /// The rows `ids` dequantized to f32: [ids.len(), cols].

@@ -44,8 +44,25 @@ pub fn evaluate(engine: &Engine, tokens: Vec<u32>, logits: Logits) -> Vec<f32> {
     rx.recv().unwrap().unwrap()
 }
 
-/// `max_tokens` greedy tokens after `prompt`, EOS ignored.
-pub fn greedy(engine: &Engine, prompt: Vec<u32>, max_tokens: usize) -> GenerationResult {
+/// The largest |Δlogit| over every position of `all` (`{ids, logits: [[...]]}`, a reference's
+/// `all_positions`), evaluated in one pass.
+pub fn all_positions_max_diff(engine: &Engine, all: &Value) -> f32 {
+    let expected: Vec<f32> = all["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(floats)
+        .collect();
+    max_abs_diff(&evaluate(engine, ids(&all["ids"]), Logits::All), &expected)
+}
+
+/// `max_tokens` greedy tokens after `prompt`, EOS ignored, in `session` if given.
+pub fn greedy_in(
+    engine: &Engine,
+    prompt: Vec<u32>,
+    max_tokens: usize,
+    session: Option<u64>,
+) -> GenerationResult {
     let request = GenerateRequest {
         prompt: Prompt::Tokens(prompt),
         max_tokens,
@@ -56,7 +73,7 @@ pub fn greedy(engine: &Engine, prompt: Vec<u32>, max_tokens: usize) -> Generatio
         stop: vec![],
         include_stop: false,
         ignore_eos: true,
-        session: None,
+        session,
     };
     let (tx, rx) = channel();
     engine
@@ -69,4 +86,9 @@ pub fn greedy(engine: &Engine, prompt: Vec<u32>, max_tokens: usize) -> Generatio
             Event::Token { .. } => {}
         }
     }
+}
+
+/// `max_tokens` greedy tokens after `prompt`, EOS ignored.
+pub fn greedy(engine: &Engine, prompt: Vec<u32>, max_tokens: usize) -> GenerationResult {
+    greedy_in(engine, prompt, max_tokens, None)
 }

@@ -56,7 +56,12 @@ mod tests {
         let exp_bits = (bits >> 13) & 0x7c00;
         let mantissa_bits = bits & 0x0fff;
         let nonsign = exp_bits + mantissa_bits;
-        ((sign >> 16) | if shl1_w > 0xff00_0000 { 0x7e00 } else { nonsign }) as u16
+        ((sign >> 16)
+            | if shl1_w > 0xff00_0000 {
+                0x7e00
+            } else {
+                nonsign
+            }) as u16
     }
 
     fn ggml_fp32_to_bf16(f: f32) -> u16 {
@@ -91,8 +96,14 @@ mod tests {
         let lows = (0..1u32 << 16).map(f32::from_bits);
         // Densely through fp16's subnormal range and the first normal binades (2^-26 .. 2^-12),
         // where the rounding trick works hardest.
-        let subnormals = (0x3280_0000u32..0x3980_0000).step_by(251).map(f32::from_bits);
-        let all = special.into_iter().chain(strided).chain(lows).chain(subnormals);
+        let subnormals = (0x3280_0000u32..0x3980_0000)
+            .step_by(251)
+            .map(f32::from_bits);
+        let all = special
+            .into_iter()
+            .chain(strided)
+            .chain(lows)
+            .chain(subnormals);
         for x in all.flat_map(|x| [x, -x]) {
             assert_eq!(
                 u16::from_le_bytes(fp16_bytes(x)),

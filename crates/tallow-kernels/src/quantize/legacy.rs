@@ -125,9 +125,10 @@ pub(crate) fn q5_1_block(x: &[f32; QK], y: &mut [u8; Q5_1_BYTES]) {
 /// Symmetric 8-bit: `d = absmax / 127`, codes rounded half away from zero.
 pub(crate) fn q8_0_block(x: &[f32; QK], y: &mut [u8; Q8_0_BYTES]) {
     // ggml's MAX(amax, |v|) keeps amax unless |v| is larger.
-    let amax = x
-        .iter()
-        .fold(0.0f32, |amax, v| if amax > v.abs() { amax } else { v.abs() });
+    let amax = x.iter().fold(
+        0.0f32,
+        |amax, v| if amax > v.abs() { amax } else { v.abs() },
+    );
     let d = amax / 127.0;
     let id = inverse(d);
     y[..2].copy_from_slice(&fp16_bytes(d));

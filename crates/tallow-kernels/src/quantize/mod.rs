@@ -77,11 +77,11 @@ impl QuantType {
 pub fn quantize_rows(ty: QuantType, src: &[f32], cols: usize, dst: &mut [u8]) {
     let block = ty.block_size();
     assert!(
-        cols > 0 && cols % block == 0,
+        cols > 0 && cols.is_multiple_of(block),
         "{ty:?}: row length {cols} is not a positive multiple of the block size {block}"
     );
     assert!(
-        src.len() % cols == 0,
+        src.len().is_multiple_of(cols),
         "{ty:?}: {} values do not make rows of {cols}",
         src.len()
     );

@@ -71,7 +71,8 @@ fn bound(ty: QuantType) -> Bound {
         abs: multiplier * subnormal,
     };
     match ty {
-        // Half an ulp: 2^-11 (f16) or 2^-8 (bf16) of the value, or half a subnormal step.
+        // Half an ulp: 2^-11 (f16) or 2^-8 (bf16) of the value; below f16's normal range, up to
+        // a subnormal step.
         QuantType::F16 => Bound {
             group: 1,
             spread: Spread::Amax,
@@ -222,7 +223,9 @@ fn every_type_round_trips_within_its_bound() {
 fn k_quants_relative_rms_error() {
     let (_, x) = cases().remove(0);
     let rms = |v: &mut dyn Iterator<Item = f32>| {
-        let (s, n) = v.fold((0.0f64, 0usize), |(s, n), e| (s + (e as f64).powi(2), n + 1));
+        let (s, n) = v.fold((0.0f64, 0usize), |(s, n), e| {
+            (s + (e as f64).powi(2), n + 1)
+        });
         (s / n as f64).sqrt()
     };
     let signal = rms(&mut x.iter().copied());
@@ -236,7 +239,28 @@ fn k_quants_relative_rms_error() {
         let y = decode(ty, &quantize(ty, &x));
         let rel = rms(&mut x.iter().zip(&y).map(|(a, b)| a - b)) / signal;
         println!("{ty:?}: relative RMS error {rel:.4}");
-        assert!(rel <= limit, "{ty:?}: relative RMS error {rel:.4} > {limit}");
+        assert!(
+            rel <= limit,
+            "{ty:?}: relative RMS error {rel:.4} > {limit}"
+        );
+    }
+}
+
+/// All-zero rows, as ggml encodes them: d = 0 and the codes of value 0 — the zero point for
+/// Q4_0 (8) and Q5_0 (16, fifth bits all set), whose d is -0 (0 / -8), and code 0 for the rest
+/// (Q3_K's fit leaves an all-zero sub-block at code 0, not at its zero point 4).
+#[test]
+fn zeros_encode_as_ggml_does() {
+    for ty in ALL {
+        let block: Vec<u8> = match ty {
+            QuantType::Q4_0 => [vec![0, 0x80], vec![0x88; 16]].concat(),
+            QuantType::Q5_0 => [vec![0, 0x80], vec![0xff; 4], vec![0; 16]].concat(),
+            _ => vec![0; ty.block_bytes()],
+        };
+        let bytes = quantize(ty, &vec![0.0; ROWS * COLS]);
+        for (i, b) in bytes.chunks(ty.block_bytes()).enumerate() {
+            assert_eq!(b, block, "{ty:?} block {i}");
+        }
     }
 }
 

@@ -33,7 +33,13 @@ pub(crate) fn fit_scale_min(
     codes: &mut [u8],
 ) -> (f32, f32) {
     let n = x.len();
-    let error = |diff: f32| if search.abs_error { diff.abs() } else { diff * diff };
+    let error = |diff: f32| {
+        if search.abs_error {
+            diff.abs()
+        } else {
+            diff * diff
+        }
+    };
 
     let mut min = x[0];
     let mut max = x[0];

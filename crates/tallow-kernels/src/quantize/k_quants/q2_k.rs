@@ -28,7 +28,11 @@ pub(crate) fn quantize_block(x: &[f32; QK_K], y: &mut [u8; BYTES]) {
     let mut scales = [0.0f32; 16];
     let mut mins = [0.0f32; 16];
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-    for (j, (xs, ls)) in x.chunks_exact(16).zip(codes.chunks_exact_mut(16)).enumerate() {
+    for (j, (xs, ls)) in x
+        .chunks_exact(16)
+        .zip(codes.chunks_exact_mut(16))
+        .enumerate()
+    {
         let weights: [f32; 16] = std::array::from_fn(|l| xs[l].abs());
         (scales[j], mins[j]) = fit_scale_min(xs, &weights, 3, &SEARCH, ls);
         if scales[j] > max_scale {
@@ -64,7 +68,11 @@ pub(crate) fn quantize_block(x: &[f32; QK_K], y: &mut [u8; BYTES]) {
 
     // Requantize against the stored scales; a sub-block whose scale is zero keeps its fit codes.
     let (dv, dminv) = (fp16_value(d), fp16_value(dmin));
-    for (j, (xs, ls)) in x.chunks_exact(16).zip(codes.chunks_exact_mut(16)).enumerate() {
+    for (j, (xs, ls)) in x
+        .chunks_exact(16)
+        .zip(codes.chunks_exact_mut(16))
+        .enumerate()
+    {
         let step = dv * (packed[j] & 0x0f) as f32;
         if step == 0.0 {
             continue;

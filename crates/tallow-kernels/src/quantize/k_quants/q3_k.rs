@@ -22,7 +22,11 @@ pub(crate) fn quantize_block(x: &[f32; QK_K], y: &mut [u8; BYTES]) {
     let mut scales = [0.0f32; 16];
     // The fitted scale of largest magnitude, with its sign.
     let (mut amax, mut max_scale) = (0.0f32, 0.0f32);
-    for (j, (xs, ls)) in x.chunks_exact(16).zip(codes.chunks_exact_mut(16)).enumerate() {
+    for (j, (xs, ls)) in x
+        .chunks_exact(16)
+        .zip(codes.chunks_exact_mut(16))
+        .enumerate()
+    {
         scales[j] = fit_q3(xs, 4, ls);
         if scales[j].abs() > amax {
             amax = scales[j].abs();
@@ -47,7 +51,11 @@ pub(crate) fn quantize_block(x: &[f32; QK_K], y: &mut [u8; BYTES]) {
 
     // Requantize against the stored scales; a sub-block whose scale is zero keeps its fit codes.
     let dv = fp16_value(d);
-    for (j, (xs, ls)) in x.chunks_exact(16).zip(codes.chunks_exact_mut(16)).enumerate() {
+    for (j, (xs, ls)) in x
+        .chunks_exact(16)
+        .zip(codes.chunks_exact_mut(16))
+        .enumerate()
+    {
         let step = dv * (sc[j] as i32 - 32) as f32;
         if step == 0.0 {
             continue;

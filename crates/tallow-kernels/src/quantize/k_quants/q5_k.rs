@@ -27,7 +27,11 @@ pub(crate) fn quantize_block(x: &[f32; QK_K], y: &mut [u8; BYTES]) {
     let (qh, qs) = rest.split_at_mut(QK_K / 8);
     let codes = scale_min_32::quantize(x, 31, &SEARCH, header.try_into().unwrap());
     qh.fill(0);
-    for (g, (group, out)) in codes.chunks_exact(64).zip(qs.chunks_exact_mut(32)).enumerate() {
+    for (g, (group, out)) in codes
+        .chunks_exact(64)
+        .zip(qs.chunks_exact_mut(32))
+        .enumerate()
+    {
         for (l, q) in out.iter_mut().enumerate() {
             let (lo, hi) = (group[l], group[l + 32]);
             *q = (lo & 0x0f) | (hi & 0x0f) << 4;

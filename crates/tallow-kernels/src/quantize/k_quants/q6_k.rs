@@ -21,7 +21,11 @@ pub(crate) fn quantize_block(x: &[f32; QK_K], y: &mut [u8; BYTES]) {
     let mut codes = [0u8; QK_K];
     let mut scales = [0.0f32; 16];
     let (mut max_abs_scale, mut max_scale) = (0.0f32, 0.0f32);
-    for (j, (xs, ls)) in x.chunks_exact(16).zip(codes.chunks_exact_mut(16)).enumerate() {
+    for (j, (xs, ls)) in x
+        .chunks_exact(16)
+        .zip(codes.chunks_exact_mut(16))
+        .enumerate()
+    {
         scales[j] = fit_symmetric(xs, 32, ls);
         if scales[j].abs() > max_abs_scale {
             max_abs_scale = scales[j].abs();
@@ -41,7 +45,11 @@ pub(crate) fn quantize_block(x: &[f32; QK_K], y: &mut [u8; BYTES]) {
 
     // Requantize against the stored scales; a sub-block whose scale is zero keeps its fit codes.
     let dv = fp16_value(d);
-    for (j, (xs, ls)) in x.chunks_exact(16).zip(codes.chunks_exact_mut(16)).enumerate() {
+    for (j, (xs, ls)) in x
+        .chunks_exact(16)
+        .zip(codes.chunks_exact_mut(16))
+        .enumerate()
+    {
         let step = dv * sc[j] as f32;
         if step == 0.0 {
             continue;

@@ -32,7 +32,11 @@ pub(crate) fn quantize(
     let mut scales = [0.0f32; 8];
     let mut mins = [0.0f32; 8];
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-    for (j, (xs, ls)) in x.chunks_exact(32).zip(codes.chunks_exact_mut(32)).enumerate() {
+    for (j, (xs, ls)) in x
+        .chunks_exact(32)
+        .zip(codes.chunks_exact_mut(32))
+        .enumerate()
+    {
         // Weight each value by its magnitude plus the sub-block's RMS, so large values count
         // more without small ones being ignored.
         let mut sum_x2 = 0.0f32;
@@ -52,7 +56,11 @@ pub(crate) fn quantize(
 
     // Scales and mins on 6-bit grids up to their maxima. A negative fitted scale would wrap
     // through u8 and clamp to 63, as ggml's `uint8_t ls = nearest_int(...)` does.
-    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     let sc: [u8; 8] = std::array::from_fn(|j| (nearest_int(inv_scale * scales[j]) as u8).min(63));
     let m: [u8; 8] = std::array::from_fn(|j| (nearest_int(inv_min * mins[j]) as u8).min(63));
@@ -69,7 +77,11 @@ pub(crate) fn quantize(
     // Requantize against the scales as stored. A sub-block whose scale decodes to zero keeps
     // the codes of its fit.
     let (d, dmin) = (fp16_value(d), fp16_value(dmin));
-    for (j, (xs, ls)) in x.chunks_exact(32).zip(codes.chunks_exact_mut(32)).enumerate() {
+    for (j, (xs, ls)) in x
+        .chunks_exact(32)
+        .zip(codes.chunks_exact_mut(32))
+        .enumerate()
+    {
         let step = d * sc[j] as f32;
         if step == 0.0 {
             continue;
