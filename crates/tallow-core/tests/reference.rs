@@ -168,6 +168,7 @@ fn greedy_tokens_match_transformers() {
             include_stop: false,
             ignore_eos: true,
             session: None,
+            ..Default::default()
         };
         let (tx, rx) = channel();
         engine

@@ -26,6 +26,7 @@ fn generate(engine: &Engine, prompt: Vec<u32>, session: Option<u64>) -> Generati
         include_stop: false,
         ignore_eos: true,
         session,
+        ..Default::default()
     };
     let (tx, rx) = channel();
     engine
