@@ -27,13 +27,25 @@ export {
 export { TallowError, type ErrorCode } from './errors'
 export { loadModel, Model, type EvaluateOptions, type LoadOptions, type ModelInfo } from './model'
 export type { Prompt } from './prompt'
-export { DEFAULT_SAMPLING, type GenerateOptions, type SamplingOptions } from './sampling'
+export {
+  DEFAULT_SAMPLING,
+  PRESETS,
+  type GenerateOptions,
+  type JsonSchema,
+  type PresetName,
+  type ResponseFormat,
+  type SamplingOptions,
+} from './sampling'
+export { parseJson } from './structured'
 export {
   GenerationStream,
+  type FinishCause,
   type FinishReason,
   type GenerationChunk,
   type GenerationResult,
   type Timings,
+  type TokenLogprob,
+  type TokenLogprobs,
   type Usage,
 } from './stream'
 export { loadTokenizer, Tokenizer, type DetokenizeOptions, type TokenizeOptions } from './tokenizer'

@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::tokenizer::Tokenizer;
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{SimpleVob, TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
-use llguidance::{Matcher, ParserFactory};
+use llguidance::{JsonCompileOptions, Matcher, ParserFactory};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -33,13 +33,29 @@ pub enum ResponseFormat {
     Lark(String),
 }
 
+/// JSON is generated compact (no whitespace between tokens, as `JSON.stringify` writes it): with
+/// llguidance's default, flexible whitespace, a model may spend its tokens on blanks. A schema
+/// that carries its own `x-guidance` options keeps them.
+fn compact(mut schema: serde_json::Value) -> serde_json::Value {
+    if schema.is_object() && schema.get("x-guidance").is_none() {
+        JsonCompileOptions {
+            whitespace_flexible: false,
+            ..Default::default()
+        }
+        .apply_to(&mut schema);
+    }
+    schema
+}
+
 impl ResponseFormat {
     fn grammar(&self) -> TopLevelGrammar {
         match self {
             ResponseFormat::JsonObject => {
-                TopLevelGrammar::from_json_schema(serde_json::json!({ "type": "object" }))
+                TopLevelGrammar::from_json_schema(compact(serde_json::json!({ "type": "object" })))
             }
-            ResponseFormat::JsonSchema(schema) => TopLevelGrammar::from_json_schema(schema.clone()),
+            ResponseFormat::JsonSchema(schema) => {
+                TopLevelGrammar::from_json_schema(compact(schema.clone()))
+            }
             ResponseFormat::Regex(rx) => TopLevelGrammar::from_regex(rx),
             ResponseFormat::Lark(grammar) => TopLevelGrammar::from_lark(grammar.clone()),
         }
