@@ -62,10 +62,27 @@ impl Sampler {
         } else {
             p.temperature
         };
-        self.candidates.fill(logits, temperature);
+        let small_k = p.top_k > 0 && p.top_k <= logits.len() / 8;
+        if p.temperature > 0.0 && small_k {
+            // A small top-k: collect only its survivors instead of the whole vocabulary.
+            self.candidates.fill_top_k(logits, temperature, p.top_k);
+        } else if p.temperature > 0.0 && p.top_k == 0 && p.top_p < 1.0 {
+            // Top-p first: collect only the nucleus.
+            filters::fill_top_p(
+                &mut self.candidates,
+                logits,
+                temperature,
+                p.top_p,
+                &mut self.scratch,
+            );
+        } else {
+            self.candidates.fill(logits, temperature);
+        }
         if p.temperature > 0.0 {
             filters::top_k(&mut self.candidates, p.top_k);
-            filters::top_p(&mut self.candidates, p.top_p, &mut self.scratch);
+            if !(p.top_k == 0 && p.top_p < 1.0) {
+                filters::top_p(&mut self.candidates, p.top_p, &mut self.scratch);
+            }
             filters::min_p(&mut self.candidates, p.min_p, &mut self.scratch);
             filters::typical(&mut self.candidates, p.typical_p, &mut self.scratch);
         }
