@@ -14,6 +14,16 @@ import type { NativeGenerateOptions, NativeResponseFormat } from './native'
 /** A JSON Schema (draft 2020-12 keywords as llguidance supports them), as a plain object. */
 export type JsonSchema = Record<string, unknown>
 
+/** The OpenAI API's `json_schema` member of a response format. */
+export interface NamedJsonSchema {
+  /** A name for the schema (informational). */
+  name?: string
+  /** The JSON Schema the output must satisfy. */
+  schema: JsonSchema
+  /** Accepted for compatibility; the constraint is always strict. */
+  strict?: boolean
+}
+
 /**
  * What the output must look like. The constraint is enforced token by token, so the output
  * always matches (unless `maxTokens` cuts it short: finishReason `'length'`).
@@ -24,14 +34,22 @@ export type JsonSchema = Record<string, unknown>
  *   `{ type: 'json_schema', json_schema: { name, schema } }` is accepted too.
  * - `{ type: 'regex', pattern }`: text matching the regular expression (Rust `regex` syntax) whole.
  * - `{ type: 'lark', grammar }`: text in the language of a Lark grammar (llguidance's dialect).
+ *
+ * JSON is generated compact (no whitespace between tokens), unless the schema carries its own
+ * llguidance options under `x-guidance`.
  */
-export type ResponseFormat =
-  | { type: 'text' }
-  | { type: 'json_object' }
-  | { type: 'json_schema'; schema: JsonSchema }
-  | { type: 'json_schema'; json_schema: { name?: string; schema: JsonSchema; strict?: boolean } }
-  | { type: 'regex'; pattern: string }
-  | { type: 'lark'; grammar: string }
+export interface ResponseFormat {
+  /** Which kind of constraint. */
+  type: 'text' | 'json_object' | 'json_schema' | 'regex' | 'lark'
+  /** With `json_schema`: the JSON Schema. */
+  schema?: JsonSchema
+  /** With `json_schema`, the OpenAI API's form: the schema and its name. */
+  json_schema?: NamedJsonSchema
+  /** With `regex`: the regular expression the whole output must match. */
+  pattern?: string
+  /** With `lark`: the grammar (its `start` rule is the output). */
+  grammar?: string
+}
 
 /** How the next token is chosen and when generation ends. Every option is optional. */
 export interface SamplingOptions {
@@ -171,7 +189,7 @@ export interface GenerateOptions extends SamplingOptions {
 }
 
 /** The defaults of the {@link SamplingOptions} that have one (`seed` is random when unset). */
-export const DEFAULT_SAMPLING = Object.freeze({
+export const DEFAULT_SAMPLING: Readonly<Required<Omit<SamplingOptions, 'seed'>>> = Object.freeze({
   maxTokens: 256,
   temperature: 0.8,
   topK: 40,
@@ -189,11 +207,11 @@ export const DEFAULT_SAMPLING = Object.freeze({
   ignoreEos: false,
   logprobs: false,
   topLogprobs: 0,
-  responseFormat: Object.freeze({ type: 'text' }),
+  responseFormat: Object.freeze({ type: 'text' as const }),
   numBeams: 1,
   lengthPenalty: 1,
   earlyStopping: false,
-} as const satisfies Required<Omit<SamplingOptions, 'seed'>>)
+})
 
 /**
  * Named sampling settings: plain frozen objects to use as they are or spread and adjust, e.g.
@@ -203,14 +221,14 @@ export const DEFAULT_SAMPLING = Object.freeze({
  * - `balanced`: mildly random, for chat and general text.
  * - `creative`: more varied, for stories and brainstorming; min-p keeps it coherent.
  */
-export const PRESETS = Object.freeze({
+export const PRESETS: Readonly<Record<PresetName, Readonly<SamplingOptions>>> = Object.freeze({
   greedy: Object.freeze({ temperature: 0 }),
   balanced: Object.freeze({ temperature: 0.7, topK: 40, topP: 0.9, minP: 0.05, repetitionPenalty: 1.1 }),
   creative: Object.freeze({ temperature: 1.1, topK: 0, topP: 0.98, minP: 0.05, presencePenalty: 0.3 }),
-} as const satisfies Record<string, Readonly<SamplingOptions>>)
+})
 
 /** The name of a preset in {@link PRESETS}. */
-export type PresetName = keyof typeof PRESETS
+export type PresetName = 'greedy' | 'balanced' | 'creative'
 
 const KNOWN_OPTIONS: readonly string[] = [
   'maxTokens',

@@ -22,7 +22,7 @@ export type FinishReason =
   | 'abort'
 
 /**
- * Exactly what ended a generation ({@link FinishReason} is its OpenAI-style summary).
+ * The kinds of {@link FinishCause}:
  *
  * - `eos`: the model's end-of-sequence token `tokenId` (finishReason `'stop'`);
  * - `stop_token`: `tokenId` from the `stopTokenIds` option (`'stop'`);
@@ -32,14 +32,24 @@ export type FinishReason =
  * - `context_length`: the sequence filled the model's context (`'length'`);
  * - `abort`: cancelled (`'abort'`).
  */
-export type FinishCause =
-  | { readonly type: 'eos'; readonly tokenId: number }
-  | { readonly type: 'stop_token'; readonly tokenId: number }
-  | { readonly type: 'stop_string'; readonly stop: string }
-  | { readonly type: 'constraint' }
-  | { readonly type: 'max_tokens' }
-  | { readonly type: 'context_length' }
-  | { readonly type: 'abort' }
+export type FinishCauseType =
+  | 'eos'
+  | 'stop_token'
+  | 'stop_string'
+  | 'constraint'
+  | 'max_tokens'
+  | 'context_length'
+  | 'abort'
+
+/** Exactly what ended a generation ({@link FinishReason} is its OpenAI-style summary). */
+export interface FinishCause {
+  /** Which of the ends it was. */
+  readonly type: FinishCauseType
+  /** For `eos` and `stop_token`: the token that ended it. */
+  readonly tokenId?: number
+  /** For `stop_string`: the stop string that matched. */
+  readonly stop?: string
+}
 
 /** A token and its log-probability, as the OpenAI API reports them. */
 export interface TokenLogprob {
@@ -49,6 +59,12 @@ export interface TokenLogprob {
   readonly logprob: number
   /** The token's exact UTF-8 bytes: the bytes of a character split across tokens add up. */
   readonly bytes: readonly number[]
+}
+
+/** The log-probabilities of a whole generation, as the OpenAI API reports them. */
+export interface Logprobs {
+  /** One entry per generated token. */
+  readonly content: readonly TokenLogprobs[]
 }
 
 /** One generated position's log-probabilities, as the OpenAI API reports them. */
@@ -105,7 +121,7 @@ export interface GenerationResult {
   /** Exactly what ended it. */
   readonly finishCause: FinishCause
   /** With the `logprobs` option: each generated token's, in the OpenAI shape. */
-  readonly logprobs?: { readonly content: readonly TokenLogprobs[] }
+  readonly logprobs?: Logprobs
   /** Beam search: the returned beam's score (sum of log-probabilities / length ^ lengthPenalty). */
   readonly beamScore?: number
   /** Token counts. */
