@@ -81,6 +81,17 @@ export interface NativeEvent {
   tokenId?: number
   text?: string
   result?: NativeResult
+  logprobs?: NativeTokenLogprobs
+}
+
+/**
+ * What ended a generation: `kind` is 'eos', 'stop_token', 'stop_string', 'constraint',
+ * 'max_tokens', 'context_length' or 'abort'.
+ */
+export interface NativeFinishCause {
+  kind: string
+  tokenId?: number
+  stopString?: string
 }
 
 export interface NativeGenerateOptions {
@@ -97,6 +108,22 @@ export interface NativeGenerateOptions {
   parseSpecial: boolean
   /** Keep the KV cache under this id and start from the one kept under it. */
   session?: number
+  minP?: number
+  typicalP?: number
+  repetitionPenalty?: number
+  frequencyPenalty?: number
+  presencePenalty?: number
+  penaltyWindow?: number
+  logitBias?: Array<NativeLogitBias>
+  stopTokenIds?: Array<number>
+  /** Report log-probabilities with this many alternatives per position. */
+  topLogprobs?: number
+  responseFormat?: NativeResponseFormat
+  /** Beam search when > 1. */
+  numBeams?: number
+  lengthPenalty?: number
+  /** 'true', 'false' or 'never'. */
+  earlyStopping?: string
 }
 
 export interface NativeLoadOptions {
@@ -104,6 +131,11 @@ export interface NativeLoadOptions {
   threads?: number
   /** In-situ quantization type name ('q8_0', 'q4_k', ...), for safetensors checkpoints. */
   quantize?: string
+}
+
+export interface NativeLogitBias {
+  tokenId: number
+  bias: number
 }
 
 export interface NativeModelInfo {
@@ -134,14 +166,42 @@ export interface NativePrompt {
   tokens?: Array<number>
 }
 
+/**
+ * An output constraint: `kind` is 'json_object', 'json_schema' (with `schema`), 'regex' (with
+ * `pattern`) or 'lark' (with `grammar`).
+ */
+export interface NativeResponseFormat {
+  kind: string
+  schema?: any
+  pattern?: string
+  grammar?: string
+}
+
 export interface NativeResult {
   text: string
   tokens: Array<number>
   finishReason: string
+  finishCause: NativeFinishCause
+  /** Per generated token, when asked for. */
+  logprobs?: Array<NativeTokenLogprobs>
+  /** Beam search: the returned hypothesis' score. */
+  beamScore?: number
   promptTokens: number
   cachedPromptTokens: number
   completionTokens: number
   prefillMs: number
   decodeMs: number
   tokensPerSecond: number
+}
+
+export interface NativeTokenLogprob {
+  tokenId: number
+  token: string
+  bytes: Array<number>
+  logprob: number
+}
+
+export interface NativeTokenLogprobs {
+  chosen: NativeTokenLogprob
+  top: Array<NativeTokenLogprob>
 }

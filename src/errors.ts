@@ -35,6 +35,8 @@
  *   limits (time, recursion, output size), or the model has none for chat.
  * - `TEMPLATE_ERROR`: the chat template rejected the conversation (its `raise_exception`
  *   message, e.g. roles that must alternate).
+ * - `INVALID_OUTPUT`: generated text is not what was asked for, e.g. {@link parseJson} on output
+ *   that was cut short by `maxTokens`.
  * - `IO_ERROR`: reading a model file failed.
  * - `INTERNAL`: a bug in tallow (including a panic in the native code). Please report it.
  */
@@ -56,6 +58,7 @@ export type ErrorCode =
   | 'MODEL_DISPOSED'
   | 'INVALID_TEMPLATE'
   | 'TEMPLATE_ERROR'
+  | 'INVALID_OUTPUT'
   | 'IO_ERROR'
   | 'INTERNAL'
 
@@ -77,6 +80,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'MODEL_DISPOSED',
   'INVALID_TEMPLATE',
   'TEMPLATE_ERROR',
+  'INVALID_OUTPUT',
   'IO_ERROR',
   'INTERNAL',
 ])

@@ -28,13 +28,28 @@ export { TallowError, type ErrorCode } from './errors'
 export { loadModel, Model, type EvaluateOptions, type LoadOptions, type ModelInfo } from './model'
 export type { Prompt } from './prompt'
 export type { QuantizationOptions, QuantizeType } from './quantization'
-export { DEFAULT_SAMPLING, type GenerateOptions, type SamplingOptions } from './sampling'
+export {
+  DEFAULT_SAMPLING,
+  PRESETS,
+  type GenerateOptions,
+  type JsonSchema,
+  type NamedJsonSchema,
+  type PresetName,
+  type ResponseFormat,
+  type SamplingOptions,
+} from './sampling'
+export { parseJson } from './structured'
 export {
   GenerationStream,
+  type FinishCause,
+  type FinishCauseType,
   type FinishReason,
   type GenerationChunk,
   type GenerationResult,
+  type Logprobs,
   type Timings,
+  type TokenLogprob,
+  type TokenLogprobs,
   type Usage,
 } from './stream'
 export { loadTokenizer, Tokenizer, type DetokenizeOptions, type TokenizeOptions } from './tokenizer'

@@ -11,14 +11,17 @@ import { TallowError, toTallowError } from './errors'
 export type {
   NativeChatRequest,
   NativeEvent,
+  NativeFinishCause,
   NativeGenerateOptions,
   NativeLoadOptions,
   NativeModel,
   NativeModelInfo,
   NativePrompt,
+  NativeResponseFormat,
   NativeResult,
   NativeStream,
   NativeTokenizer,
+  NativeTokenLogprobs,
 } from '../index.js'
 
 /** The native addon's exports. */

@@ -3,7 +3,14 @@
  * produces them, queued for the caller's `for await`, and summed up in `result`.
  */
 import { TallowError, toTallowError } from './errors'
-import { callNative, callNativeAsync, type NativeResult, type NativeStream } from './native'
+import {
+  callNative,
+  callNativeAsync,
+  type NativeFinishCause,
+  type NativeResult,
+  type NativeStream,
+  type NativeTokenLogprobs,
+} from './native'
 
 /** Why a generation ended. */
 export type FinishReason =
@@ -13,6 +20,58 @@ export type FinishReason =
   | 'length'
   /** Cancelled: `cancel()`, an aborted `signal`, `break` out of `for await`, or `dispose()`. */
   | 'abort'
+
+/**
+ * The kinds of {@link FinishCause}:
+ *
+ * - `eos`: the model's end-of-sequence token `tokenId` (finishReason `'stop'`);
+ * - `stop_token`: `tokenId` from the `stopTokenIds` option (`'stop'`);
+ * - `stop_string`: the `stop` string `stop` (`'stop'`);
+ * - `constraint`: the `responseFormat` admits nothing more, the output is complete (`'stop'`);
+ * - `max_tokens`: `maxTokens` tokens were generated (`'length'`);
+ * - `context_length`: the sequence filled the model's context (`'length'`);
+ * - `abort`: cancelled (`'abort'`).
+ */
+export type FinishCauseType =
+  | 'eos'
+  | 'stop_token'
+  | 'stop_string'
+  | 'constraint'
+  | 'max_tokens'
+  | 'context_length'
+  | 'abort'
+
+/** Exactly what ended a generation ({@link FinishReason} is its OpenAI-style summary). */
+export interface FinishCause {
+  /** Which of the ends it was. */
+  readonly type: FinishCauseType
+  /** For `eos` and `stop_token`: the token that ended it. */
+  readonly tokenId?: number
+  /** For `stop_string`: the stop string that matched. */
+  readonly stop?: string
+}
+
+/** A token and its log-probability, as the OpenAI API reports them. */
+export interface TokenLogprob {
+  /** The token's text (U+FFFD where it holds only part of a UTF-8 character). */
+  readonly token: string
+  /** The natural log of the token's probability under the model (before any sampling option). */
+  readonly logprob: number
+  /** The token's exact UTF-8 bytes: the bytes of a character split across tokens add up. */
+  readonly bytes: readonly number[]
+}
+
+/** The log-probabilities of a whole generation, as the OpenAI API reports them. */
+export interface Logprobs {
+  /** One entry per generated token. */
+  readonly content: readonly TokenLogprobs[]
+}
+
+/** One generated position's log-probabilities, as the OpenAI API reports them. */
+export interface TokenLogprobs extends TokenLogprob {
+  /** The `topLogprobs` most likely tokens at this position, most likely first. */
+  readonly top_logprobs: readonly TokenLogprob[]
+}
 
 /** One generated token, as {@link GenerationStream} yields it. */
 export interface GenerationChunk {
@@ -24,6 +83,8 @@ export interface GenerationChunk {
   readonly text: string
   /** The token's id. */
   readonly tokenId: number
+  /** Its log-probability and the most likely alternatives, with the `logprobs` option. */
+  readonly logprobs?: TokenLogprobs
 }
 
 /** How many tokens a generation read and wrote. */
@@ -57,6 +118,12 @@ export interface GenerationResult {
   readonly tokens: readonly number[]
   /** Why the generation ended. */
   readonly finishReason: FinishReason
+  /** Exactly what ended it. */
+  readonly finishCause: FinishCause
+  /** With the `logprobs` option: each generated token's, in the OpenAI shape. */
+  readonly logprobs?: Logprobs
+  /** Beam search: the returned beam's score (sum of log-probabilities / length ^ lengthPenalty). */
+  readonly beamScore?: number
   /** Token counts. */
   readonly usage: Usage
   /** Timings. */
@@ -64,6 +131,32 @@ export interface GenerationResult {
 }
 
 const FINISH_REASONS: readonly string[] = ['stop', 'length', 'abort']
+
+function toLogprobs(native: NativeTokenLogprobs): TokenLogprobs {
+  const one = (t: NativeTokenLogprobs['chosen']): TokenLogprob => ({
+    token: t.token,
+    logprob: t.logprob,
+    bytes: t.bytes,
+  })
+  return { ...one(native.chosen), top_logprobs: native.top.map(one) }
+}
+
+function toFinishCause(cause: NativeFinishCause): FinishCause {
+  switch (cause.kind) {
+    case 'eos':
+    case 'stop_token':
+      return { type: cause.kind, tokenId: cause.tokenId ?? -1 }
+    case 'stop_string':
+      return { type: 'stop_string', stop: cause.stopString ?? '' }
+    case 'constraint':
+    case 'max_tokens':
+    case 'context_length':
+    case 'abort':
+      return { type: cause.kind }
+    default:
+      throw new TallowError('INTERNAL', `the engine reported an unknown finish cause '${cause.kind}'`)
+  }
+}
 
 function toResult(result: NativeResult): GenerationResult {
   const { finishReason } = result
@@ -74,6 +167,9 @@ function toResult(result: NativeResult): GenerationResult {
     text: result.text,
     tokens: result.tokens,
     finishReason: finishReason as FinishReason,
+    finishCause: toFinishCause(result.finishCause),
+    ...(result.logprobs === undefined ? {} : { logprobs: { content: result.logprobs.map(toLogprobs) } }),
+    ...(result.beamScore === undefined ? {} : { beamScore: result.beamScore }),
     usage: {
       promptTokens: result.promptTokens,
       cachedPromptTokens: result.cachedPromptTokens,
@@ -93,6 +189,7 @@ function abortedBeforeStart(): GenerationResult {
     text: '',
     tokens: [],
     finishReason: 'abort',
+    finishCause: { type: 'abort' },
     usage: { promptTokens: 0, cachedPromptTokens: 0, completionTokens: 0 },
     timings: { prefillMs: 0, decodeMs: 0, tokensPerSecond: 0 },
   }
@@ -228,7 +325,12 @@ export class GenerationStream implements AsyncIterable<GenerationChunk> {
             throw new TallowError('INTERNAL', 'the engine sent a token event without a token')
           }
           if (this.#bufferChunks) {
-            this.#queue.push({ text: event.text ?? '', tokenId: event.tokenId })
+            const chunk: GenerationChunk = {
+              text: event.text ?? '',
+              tokenId: event.tokenId,
+              ...(event.logprobs === undefined ? {} : { logprobs: toLogprobs(event.logprobs) }),
+            }
+            this.#queue.push(chunk)
             this.#notify()
           }
         } else if (event.kind === 'done') {

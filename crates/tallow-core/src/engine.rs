@@ -14,6 +14,7 @@ use crate::gguf::tensor_type::TensorType;
 use crate::guard::catch_panic;
 use crate::kv_cache::{CachedPrefix, SequenceCache};
 use crate::model::{Model, ModelInfo};
+use crate::sampling::ConstraintCompiler;
 use crate::sequence::{check_prompt, EventSink, Room, Sequence};
 use crate::tokenizer::Tokenizer;
 use std::collections::HashMap;
@@ -167,7 +168,7 @@ impl Engine {
 
     /// Queues a generation. `sink` receives its events on the engine thread.
     pub fn generate(&self, request: GenerateRequest, sink: EventSink) -> Result<CancelHandle> {
-        request.sampling.validate()?;
+        request.validate()?;
         let cancelled = Arc::new(AtomicBool::new(false));
         let sequence = Sequence::new(request, sink, cancelled.clone());
         self.send(Command::Generate(Box::new(sequence)))?;
@@ -229,6 +230,13 @@ fn resolve_threads(requested: Option<usize>) -> Result<usize> {
 /// The scheduler loop: take new commands (blocking only when idle), then advance every active
 /// sequence by one step. Sessions' caches wait in `sessions` between their generations.
 fn run(model: Model, inbox: Receiver<Command>) {
+    // Built on first use: the vocabulary's token bytes and llguidance's parser factory.
+    let compiler = ConstraintCompiler::new(
+        std::path::Path::new(&model.info.path),
+        model.tokenizer.clone(),
+        model.info.vocab_size,
+        model.info.eos_token_ids.clone(),
+    );
     let mut active: Vec<Box<Sequence>> = vec![];
     let mut sessions: HashMap<u64, CachedPrefix> = HashMap::new();
     loop {
@@ -270,7 +278,7 @@ fn run(model: Model, inbox: Receiver<Command>) {
             next = inbox.try_recv().ok();
         }
         active.retain_mut(|sequence| {
-            let done = catch_panic(|| Ok(sequence.step(&model)));
+            let done = catch_panic(|| Ok(sequence.step(&model, &compiler)));
             // A panic mid-step already lost the sequence's state: end it as aborted.
             let done = done.unwrap_or_else(|_| {
                 sequence.abort();

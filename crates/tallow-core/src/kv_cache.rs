@@ -41,6 +41,23 @@ impl LayerCache {
     }
 }
 
+impl LayerCache {
+    /// An independent copy of the valid positions (buffers are written in place, so sharing
+    /// them between two sequences would let one overwrite the other's positions).
+    pub fn fork(&self) -> Result<LayerCache> {
+        let copy = |t: &Option<Tensor>| -> Result<Option<Tensor>> {
+            t.as_ref()
+                .map(|t| grow(Some(t), t, self.len, t.dim(2)?))
+                .transpose()
+        };
+        Ok(LayerCache {
+            k: copy(&self.k)?,
+            v: copy(&self.v)?,
+            len: self.len,
+        })
+    }
+}
+
 /// A buffer of `capacity` positions holding the first `len` positions of `old`.
 fn grow(old: Option<&Tensor>, like: &Tensor, len: usize, capacity: usize) -> Result<Tensor> {
     let (b, heads, _, head_dim) = like.dims4()?;
@@ -80,6 +97,18 @@ impl SequenceCache {
             layer.truncate(len);
         }
         self.len = self.len.min(len);
+    }
+
+    /// An independent copy, for a sequence that branches (a beam continued two ways).
+    pub fn fork(&self) -> Result<SequenceCache> {
+        Ok(SequenceCache {
+            layers: self
+                .layers
+                .iter()
+                .map(LayerCache::fork)
+                .collect::<Result<_>>()?,
+            len: self.len,
+        })
     }
 
     /// Records that a forward pass cached `n` more positions in every layer.
@@ -130,6 +159,26 @@ mod tests {
             .to_vec1()
             .unwrap();
         assert!(last.iter().all(|&x| x == 5.0));
+    }
+
+    #[test]
+    fn a_fork_is_independent_of_its_parent() {
+        let kv = |n: usize, value: f32| Tensor::full(value, (1, 2, n, 4), &Device::Cpu).unwrap();
+        let mut parent = LayerCache::default();
+        parent.append(&kv(3, 1.0), &kv(3, 1.0)).unwrap();
+        let mut child = parent.fork().unwrap();
+        let (_, v_child) = child.append(&kv(1, 7.0), &kv(1, 7.0)).unwrap();
+        let (_, v_parent) = parent.append(&kv(1, 2.0), &kv(1, 2.0)).unwrap();
+        let last = |v: &Tensor| -> Vec<f32> {
+            v.narrow(2, 3, 1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        assert!(last(&v_child).iter().all(|&x| x == 7.0));
+        assert!(last(&v_parent).iter().all(|&x| x == 2.0));
     }
 
     #[test]

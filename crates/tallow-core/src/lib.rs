@@ -16,7 +16,7 @@ pub mod hf_config;
 pub mod kv_cache;
 pub mod model;
 pub mod model_dir;
-pub mod sampler;
+pub mod sampling;
 pub mod sequence;
 pub mod spec;
 pub mod stop;
@@ -27,6 +27,8 @@ pub use decoder::Logits;
 pub use device::{available_devices, DeviceKind};
 pub use engine::{CancelHandle, Engine, LoadOptions};
 pub use error::{Error, ErrorCode, Result};
-pub use generation::{Event, FinishReason, GenerateRequest, GenerationResult, Prompt};
+pub use generation::{Event, FinishCause, FinishReason, GenerateRequest, GenerationResult, Prompt};
 pub use model::ModelInfo;
-pub use sampler::SamplingParams;
+pub use sampling::{
+    BeamParams, EarlyStopping, ResponseFormat, SamplingParams, TokenLogprob, TokenLogprobs,
+};

@@ -5,10 +5,13 @@
 use crate::decoder::Logits;
 use crate::detokenizer::Detokenizer;
 use crate::error::{Error, ErrorCode, Result};
-use crate::generation::{Event, FinishReason, GenerateRequest, GenerationResult, Prompt};
+use crate::generation::{Event, FinishCause, GenerateRequest, GenerationResult, Prompt};
 use crate::kv_cache::{CachedPrefix, SequenceCache};
 use crate::model::Model;
-use crate::sampler::Sampler;
+use crate::sampling::{
+    log_softmax, log_softmax_top, BeamSearch, Constraint, ConstraintCompiler, Sampler, TokenBytes,
+    TokenLogprobs,
+};
 use crate::stop::{StopMatcher, StopOutcome};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,6 +45,25 @@ struct Running {
     stop: StopMatcher,
     started: Instant,
     prefill_ms: f64,
+    /// The output constraint, when the request has a response format.
+    constraint: Option<Constraint>,
+    /// Every token's bytes, when the request asks for log-probabilities.
+    vocab: Option<Arc<TokenBytes>>,
+    logprobs: Vec<TokenLogprobs>,
+    /// Beam search state, when the request asks for it (then `cache` is unused).
+    beams: Option<Beams>,
+    /// The returned hypothesis' score, once beam search is over.
+    beam_score: Option<f32>,
+}
+
+/// Beam search in flight: the search and one KV cache per running beam.
+struct Beams {
+    search: BeamSearch,
+    caches: Vec<SequenceCache>,
+    /// Log-probabilities of the next token for each running beam.
+    log_probs: Vec<Vec<f32>>,
+    /// Tokens of each running beam (to recompute a cache the rope outdated).
+    tokens: Vec<Vec<u32>>,
 }
 
 impl Sequence {
@@ -73,12 +95,17 @@ impl Sequence {
 
     /// Runs one forward pass (the prompt the first time, then one token). Returns true once
     /// the sequence has sent its final event.
-    pub fn step(&mut self, model: &Model) -> bool {
+    pub fn step(&mut self, model: &Model, compiler: &ConstraintCompiler) -> bool {
         if self.cancelled.load(Ordering::Relaxed) {
-            self.finish(FinishReason::Abort);
+            self.finish(FinishCause::Abort);
             return true;
         }
-        match self.advance(model) {
+        let advanced = if self.request.beam.is_some() {
+            self.advance_beams(model)
+        } else {
+            self.advance(model, compiler)
+        };
+        match advanced {
             Ok(None) => false,
             Ok(Some(reason)) => {
                 self.finish(reason);
@@ -93,44 +120,71 @@ impl Sequence {
 
     /// Ends the sequence now, e.g. when the engine shuts down.
     pub fn abort(&mut self) {
-        self.finish(FinishReason::Abort);
+        self.finish(FinishCause::Abort);
     }
 
-    fn advance(&mut self, model: &Model) -> Result<Option<FinishReason>> {
+    /// The state of a sequence whose prompt is ready: the prompt checked, options checked against
+    /// the vocabulary, the session's cache reused where it can be, the constraint compiled.
+    fn start(&mut self, model: &Model, compiler: &ConstraintCompiler) -> Result<Running> {
+        let started = Instant::now();
+        let prompt = self.prompt_ids(model)?;
+        check_token_options(&self.request, model)?;
+        let constraint = self
+            .request
+            .response_format
+            .as_ref()
+            .map(|format| compiler.compile(format))
+            .transpose()?;
+        let vocab = if self.request.logprobs.is_some() {
+            Some(compiler.token_bytes()?)
+        } else {
+            None
+        };
+        // Reuse the session's cache for the prompt's common prefix, unless the rope would have
+        // rotated those keys differently for this longer sequence.
+        let mut cache = SequenceCache::new(model.decoder.spec().num_layers());
+        let mut cached_prompt = 0;
+        if let Some(prefix) = self.reuse.take() {
+            let usable = prefix.reusable_for(&prompt);
+            if usable > 0 && !model.decoder.cache_outdated(usable, prompt.len()) {
+                cache = prefix.cache;
+                cache.truncate(usable);
+                cached_prompt = usable;
+            }
+        }
+        Ok(Running {
+            tokens: vec![],
+            text: String::new(),
+            cache,
+            sampler: Sampler::new(self.request.sampling.clone(), &prompt),
+            detokenizer: Detokenizer::default(),
+            stop: StopMatcher::new(self.request.stop.clone(), self.request.include_stop),
+            started,
+            prefill_ms: 0.0,
+            prompt,
+            cached_prompt,
+            constraint,
+            vocab,
+            logprobs: vec![],
+            beams: None,
+            beam_score: None,
+        })
+    }
+
+    fn advance(
+        &mut self,
+        model: &Model,
+        compiler: &ConstraintCompiler,
+    ) -> Result<Option<FinishCause>> {
         let (logits, running) = match self.state.as_mut() {
             None => {
-                let started = Instant::now();
-                let prompt = self.prompt_ids(model)?;
-                // Reuse the session's cache for the prompt's common prefix, unless the rope
-                // would have rotated those keys differently for this longer sequence.
-                let mut cache = SequenceCache::new(model.decoder.spec().num_layers());
-                let mut cached_prompt = 0;
-                if let Some(prefix) = self.reuse.take() {
-                    let usable = prefix.reusable_for(&prompt);
-                    if usable > 0 && !model.decoder.cache_outdated(usable, prompt.len()) {
-                        cache = prefix.cache;
-                        cache.truncate(usable);
-                        cached_prompt = usable;
-                    }
-                }
-                let mut running = Running {
-                    tokens: vec![],
-                    text: String::new(),
-                    cache,
-                    sampler: Sampler::new(self.request.sampling.clone()),
-                    detokenizer: Detokenizer::default(),
-                    stop: StopMatcher::new(self.request.stop.clone(), self.request.include_stop),
-                    started,
-                    prefill_ms: 0.0,
-                    prompt,
-                    cached_prompt,
-                };
+                let mut running = self.start(model, compiler)?;
                 if self.request.max_tokens == 0 {
                     self.state = Some(running);
-                    return Ok(Some(FinishReason::Length));
+                    return Ok(Some(FinishCause::MaxTokens));
                 }
                 let logits = model.decoder.forward(
-                    &running.prompt[cached_prompt..],
+                    &running.prompt[running.cached_prompt..],
                     &mut running.cache,
                     Logits::Last,
                 )?;
@@ -163,37 +217,238 @@ impl Sequence {
                 (logits, running)
             }
         };
-        let logits = logits.squeeze(0)?.to_vec1::<f32>()?;
-        let id = running.sampler.sample(&logits);
+        let mut logits = logits.squeeze(0)?.to_vec1::<f32>()?;
+        // Log-probabilities describe the model's own distribution: taken before any processor.
+        let raw = running.vocab.as_ref().map(|_| logits.clone());
+        if let Some(constraint) = running.constraint.as_mut() {
+            constraint.mask(&mut logits)?;
+        }
+        let id = running.sampler.sample(&mut logits);
+        running.sampler.accept(id);
+        if let Some(constraint) = running.constraint.as_mut() {
+            constraint.accept(id)?;
+        }
+        let logprobs = match (&raw, &running.vocab, self.request.logprobs) {
+            (Some(raw), Some(vocab), Some(n)) => {
+                let lp = log_softmax_top(raw, id, n, vocab);
+                running.logprobs.push(lp.clone());
+                Some(Box::new(lp))
+            }
+            _ => None,
+        };
         if running.tokens.is_empty() {
             running.prefill_ms = running.started.elapsed().as_secs_f64() * 1000.0;
         }
         running.tokens.push(id);
 
-        let is_eos = !self.request.ignore_eos && model.info.eos_token_ids.contains(&id);
-        // The whole sequence (prompt + generated) stays within the context, as in transformers.
-        let out_of_room = running.tokens.len() >= self.request.max_tokens
-            || running.prompt.len() + running.tokens.len() >= model.info.context_length;
-        let mut text = running.detokenizer.push(&model.tokenizer, id)?;
-        if is_eos || out_of_room {
+        // What ends the sequence with this token, before the stop strings have looked at its text.
+        let mut cause = if self.request.stop_token_ids.contains(&id) {
+            Some(FinishCause::StopToken(id))
+        } else if !self.request.ignore_eos && model.info.eos_token_ids.contains(&id) {
+            Some(FinishCause::Eos(id))
+        } else if running
+            .constraint
+            .as_ref()
+            .is_some_and(Constraint::is_finished)
+        {
+            Some(FinishCause::Constraint)
+        } else if running.tokens.len() >= self.request.max_tokens {
+            Some(FinishCause::MaxTokens)
+        } else if running.prompt.len() + running.tokens.len() >= model.info.context_length {
+            // The whole sequence (prompt + generated) stays within the context, as in transformers.
+            Some(FinishCause::ContextLength)
+        } else {
+            None
+        };
+        // A stop token's own text is not part of the output (an EOS token's is skipped anyway).
+        let mut text = if matches!(cause, Some(FinishCause::StopToken(_))) {
+            String::new()
+        } else {
+            running.detokenizer.push(&model.tokenizer, id)?
+        };
+        if cause.is_some() {
             text.push_str(&running.detokenizer.flush(&model.tokenizer)?);
         }
-        let (mut emit, stopped) = match running.stop.push(&text) {
-            StopOutcome::Continue(t) => (t, false),
-            StopOutcome::Stopped(t) => (t, true),
+        let mut emit = match running.stop.push(&text) {
+            StopOutcome::Continue(t) => t,
+            StopOutcome::Stopped(t) => {
+                let matched = running.stop.matched().unwrap_or_default().to_string();
+                cause = Some(FinishCause::StopString(matched));
+                t
+            }
         };
-        if !stopped && (is_eos || out_of_room) {
+        if cause
+            .as_ref()
+            .is_some_and(|c| !matches!(c, FinishCause::StopString(_)))
+        {
             emit.push_str(&running.stop.flush());
         }
         running.text.push_str(&emit);
-        (self.sink)(Event::Token { id, text: emit });
-        Ok(if stopped || is_eos {
-            Some(FinishReason::Stop)
-        } else if out_of_room {
-            Some(FinishReason::Length)
-        } else {
-            None
+        (self.sink)(Event::Token {
+            id,
+            text: emit,
+            logprobs,
+        });
+        Ok(cause)
+    }
+
+    /// One step of beam search: the prompt the first time, then one token on every running beam.
+    /// Tokens are sent only once the search is over (the best beam is not known before).
+    fn advance_beams(&mut self, model: &Model) -> Result<Option<FinishCause>> {
+        let Some(params) = self.request.beam.clone() else {
+            return Ok(None);
+        };
+        let running = match self.state.as_mut() {
+            Some(running) => running,
+            None => {
+                // Beam search never uses a constraint or log-probabilities (both are rejected
+                // with it), so the compiler is not needed here.
+                let mut running = self.start_plain(model)?;
+                let logits = model.decoder.forward(
+                    &running.prompt[running.cached_prompt..],
+                    &mut running.cache,
+                    Logits::Last,
+                )?;
+                let lp = log_softmax(&logits.squeeze(0)?.to_vec1::<f32>()?);
+                let n = params.num_beams;
+                let mut caches = Vec::with_capacity(n);
+                for _ in 1..n {
+                    caches.push(running.cache.fork()?);
+                }
+                caches.push(std::mem::replace(
+                    &mut running.cache,
+                    SequenceCache::new(model.decoder.spec().num_layers()),
+                ));
+                let mut eos: Vec<u32> = self.request.stop_token_ids.clone();
+                if !self.request.ignore_eos {
+                    for &id in &model.info.eos_token_ids {
+                        if !eos.contains(&id) {
+                            eos.push(id);
+                        }
+                    }
+                }
+                let room = model.info.context_length - running.prompt.len();
+                let max_new = self.request.max_tokens.min(room);
+                running.beams = Some(Beams {
+                    search: BeamSearch::new(params, eos, max_new),
+                    caches,
+                    log_probs: vec![lp; n],
+                    tokens: vec![vec![]; n],
+                });
+                running.prefill_ms = running.started.elapsed().as_secs_f64() * 1000.0;
+                self.state.insert(running)
+            }
+        };
+        let beams = running.beams.as_mut().expect("a beam sequence has beams");
+        let step = beams.search.step(&beams.log_probs);
+        if beams.search.is_over() {
+            return self.emit_best_beam(model).map(Some);
+        }
+        // Each new beam continues a parent: the parent's cache moves to its first child and is
+        // copied for any further one.
+        let mut parents: Vec<Option<SequenceCache>> = std::mem::take(&mut beams.caches)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut uses = vec![0usize; parents.len()];
+        for &(p, _) in &step.continued {
+            uses[p] += 1;
+        }
+        let mut caches = Vec::with_capacity(step.continued.len());
+        let mut tokens = Vec::with_capacity(step.continued.len());
+        for &(p, t) in &step.continued {
+            uses[p] -= 1;
+            let cache = if uses[p] == 0 {
+                parents[p].take().expect("a parent's cache is moved once")
+            } else {
+                parents[p].as_ref().expect("a parent's cache").fork()?
+            };
+            caches.push(cache);
+            let mut seq = beams.tokens[p].clone();
+            seq.push(t);
+            tokens.push(seq);
+        }
+        let mut log_probs = Vec::with_capacity(caches.len());
+        for (cache, seq) in caches.iter_mut().zip(&tokens) {
+            let cached = cache.len();
+            let logits = if model.decoder.cache_outdated(cached, cached + 1) {
+                *cache = SequenceCache::new(model.decoder.spec().num_layers());
+                let all: Vec<u32> = running.prompt.iter().chain(seq).copied().collect();
+                model.decoder.forward(&all, cache, Logits::Last)?
+            } else {
+                let last = *seq.last().expect("a beam has a token");
+                model.decoder.forward(&[last], cache, Logits::Last)?
+            };
+            log_probs.push(log_softmax(&logits.squeeze(0)?.to_vec1::<f32>()?));
+        }
+        beams.caches = caches;
+        beams.tokens = tokens;
+        beams.log_probs = log_probs;
+        Ok(None)
+    }
+
+    /// A beam sequence's state (no constraint, no log-probabilities).
+    fn start_plain(&mut self, model: &Model) -> Result<Running> {
+        let started = Instant::now();
+        let prompt = self.prompt_ids(model)?;
+        check_token_options(&self.request, model)?;
+        self.reuse = None; // beam search keeps no session cache
+        Ok(Running {
+            tokens: vec![],
+            text: String::new(),
+            cache: SequenceCache::new(model.decoder.spec().num_layers()),
+            sampler: Sampler::new(self.request.sampling.clone(), &[]),
+            detokenizer: Detokenizer::default(),
+            stop: StopMatcher::new(vec![], false),
+            started,
+            prefill_ms: 0.0,
+            prompt,
+            cached_prompt: 0,
+            constraint: None,
+            vocab: None,
+            logprobs: vec![],
+            beams: None,
+            beam_score: None,
         })
+    }
+
+    /// Sends the best hypothesis' tokens and says what ended it.
+    fn emit_best_beam(&mut self, model: &Model) -> Result<FinishCause> {
+        let running = self.state.as_mut().expect("a running beam sequence");
+        let beams = running.beams.as_ref().expect("a beam sequence has beams");
+        let (best, score) = beams.search.best();
+        let best = best.to_vec();
+        running.beam_score = Some(score);
+        let last = best.last().copied();
+        let cause = match last {
+            Some(id) if self.request.stop_token_ids.contains(&id) => FinishCause::StopToken(id),
+            Some(id) if !self.request.ignore_eos && model.info.eos_token_ids.contains(&id) => {
+                FinishCause::Eos(id)
+            }
+            _ if running.prompt.len() + best.len() >= model.info.context_length => {
+                FinishCause::ContextLength
+            }
+            _ => FinishCause::MaxTokens,
+        };
+        for (i, &id) in best.iter().enumerate() {
+            let is_last = i + 1 == best.len();
+            let mut text = if is_last && matches!(cause, FinishCause::StopToken(_)) {
+                String::new()
+            } else {
+                running.detokenizer.push(&model.tokenizer, id)?
+            };
+            if is_last {
+                text.push_str(&running.detokenizer.flush(&model.tokenizer)?);
+            }
+            running.tokens.push(id);
+            running.text.push_str(&text);
+            (self.sink)(Event::Token {
+                id,
+                text,
+                logprobs: None,
+            });
+        }
+        Ok(cause)
     }
 
     /// The prompt as token ids, checked against the vocabulary and the context.
@@ -209,7 +464,8 @@ impl Sequence {
         Ok(ids)
     }
 
-    fn finish(&mut self, reason: FinishReason) {
+    fn finish(&mut self, cause: FinishCause) {
+        let reason = cause.reason();
         let result = match self.state.take() {
             None => {
                 // Never started: a session's cache goes back untouched.
@@ -218,6 +474,9 @@ impl Sequence {
                     text: String::new(),
                     tokens: vec![],
                     finish_reason: reason,
+                    finish_cause: cause,
+                    logprobs: vec![],
+                    beam_score: None,
                     prompt_tokens: 0,
                     cached_prompt_tokens: 0,
                     completion_tokens: 0,
@@ -230,7 +489,7 @@ impl Sequence {
                 let total_ms = r.started.elapsed().as_secs_f64() * 1000.0;
                 let decode_ms = (total_ms - r.prefill_ms).max(0.0);
                 let decoded = r.tokens.len().saturating_sub(1);
-                if self.request.session.is_some() {
+                if self.request.session.is_some() && r.beams.is_none() {
                     // The cache holds every token but the last generated one (never fed back).
                     let mut tokens: Vec<u32> = r.prompt.iter().chain(&r.tokens).copied().collect();
                     tokens.truncate(r.cache.len());
@@ -244,6 +503,9 @@ impl Sequence {
                     text: r.text,
                     tokens: r.tokens,
                     finish_reason: reason,
+                    finish_cause: cause,
+                    logprobs: r.logprobs,
+                    beam_score: r.beam_score,
                     prompt_tokens: r.prompt.len(),
                     cached_prompt_tokens: r.cached_prompt,
                     prefill_ms: r.prefill_ms,
@@ -258,6 +520,30 @@ impl Sequence {
         };
         (self.sink)(Event::Done(result));
     }
+}
+
+/// Token ids in the options (logit bias, stop tokens) must be in the vocabulary.
+fn check_token_options(request: &GenerateRequest, model: &Model) -> Result<()> {
+    let vocab = model.info.vocab_size;
+    let outside = |id: u32| id as usize >= vocab;
+    if let Some(&(id, _)) = request
+        .sampling
+        .logit_bias
+        .iter()
+        .find(|(id, _)| outside(*id))
+    {
+        return Err(Error::new(
+            ErrorCode::InvalidOptions,
+            format!("logitBias names token {id}, outside the model's vocabulary of {vocab}"),
+        ));
+    }
+    if let Some(&id) = request.stop_token_ids.iter().find(|&&id| outside(id)) {
+        return Err(Error::new(
+            ErrorCode::InvalidOptions,
+            format!("stopTokenIds holds {id}, outside the model's vocabulary of {vocab}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a prompt must leave room in the context for generated tokens.

@@ -17,6 +17,8 @@ pub struct StopMatcher {
     /// Whether the matched stop string is part of the output.
     include: bool,
     pending: String,
+    /// The stop string that matched, once one has.
+    matched: Option<String>,
 }
 
 impl StopMatcher {
@@ -25,6 +27,7 @@ impl StopMatcher {
             stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
             include,
             pending: String::new(),
+            matched: None,
         }
     }
 
@@ -39,6 +42,7 @@ impl StopMatcher {
         if let Some((at, stop)) = earliest {
             let end = if self.include { at + stop.len() } else { at };
             let before = self.pending[..end].to_string();
+            self.matched = Some(stop.clone());
             self.pending.clear();
             return StopOutcome::Stopped(before);
         }
@@ -47,6 +51,11 @@ impl StopMatcher {
         let emitted = self.pending[..emit_to].to_string();
         self.pending.drain(..emit_to);
         StopOutcome::Continue(emitted)
+    }
+
+    /// The stop string that ended the text, once one has.
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.as_deref()
     }
 
     /// Whatever is still held back, at the end of generation.
@@ -99,7 +108,9 @@ mod tests {
     fn an_included_stop_ends_the_output() {
         let mut m = StopMatcher::new(vec!["END".into(), "ENDING".into()], true);
         assert_eq!(m.push("a EN"), StopOutcome::Continue("a ".into()));
+        assert_eq!(m.matched(), None);
         assert_eq!(m.push("Dx"), StopOutcome::Stopped("END".into()));
+        assert_eq!(m.matched(), Some("END"));
     }
 
     #[test]

@@ -12,8 +12,9 @@ use tallow_core::guard::catch_panic;
 use tallow_core::tokenizer::Tokenizer;
 use tallow_core::weights::in_situ::parse_quantize_type;
 use tallow_core::{
-    CancelHandle, DeviceKind, Engine, Event, GenerateRequest, GenerationResult, LoadOptions,
-    Logits, Prompt, SamplingParams,
+    BeamParams, CancelHandle, DeviceKind, EarlyStopping, Engine, Event, FinishCause,
+    GenerateRequest, GenerationResult, LoadOptions, Logits, Prompt, ResponseFormat, SamplingParams,
+    TokenLogprob, TokenLogprobs,
 };
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -81,6 +82,140 @@ pub struct NativeGenerateOptions {
     pub parse_special: bool,
     /// Keep the KV cache under this id and start from the one kept under it.
     pub session: Option<u32>,
+    // The options below are validated (and defaulted) by src/sampling.ts; see SamplingOptions.
+    pub min_p: Option<f64>,
+    pub typical_p: Option<f64>,
+    pub repetition_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub penalty_window: Option<u32>,
+    pub logit_bias: Option<Vec<NativeLogitBias>>,
+    pub stop_token_ids: Option<Vec<u32>>,
+    /// Report log-probabilities with this many alternatives per position.
+    pub top_logprobs: Option<u32>,
+    pub response_format: Option<NativeResponseFormat>,
+    /// Beam search when > 1.
+    pub num_beams: Option<u32>,
+    pub length_penalty: Option<f64>,
+    /// 'true', 'false' or 'never'.
+    pub early_stopping: Option<String>,
+}
+
+#[napi(object)]
+pub struct NativeLogitBias {
+    pub token_id: u32,
+    pub bias: f64,
+}
+
+/// An output constraint: `kind` is 'json_object', 'json_schema' (with `schema`), 'regex' (with
+/// `pattern`) or 'lark' (with `grammar`).
+#[napi(object)]
+pub struct NativeResponseFormat {
+    pub kind: String,
+    pub schema: Option<serde_json::Value>,
+    pub pattern: Option<String>,
+    pub grammar: Option<String>,
+}
+
+#[napi(object)]
+pub struct NativeTokenLogprob {
+    pub token_id: u32,
+    pub token: String,
+    pub bytes: Vec<u32>,
+    pub logprob: f64,
+}
+
+#[napi(object)]
+pub struct NativeTokenLogprobs {
+    pub chosen: NativeTokenLogprob,
+    pub top: Vec<NativeTokenLogprob>,
+}
+
+/// What ended a generation: `kind` is 'eos', 'stop_token', 'stop_string', 'constraint',
+/// 'max_tokens', 'context_length' or 'abort'.
+#[napi(object)]
+pub struct NativeFinishCause {
+    pub kind: String,
+    pub token_id: Option<u32>,
+    pub stop_string: Option<String>,
+}
+
+impl From<&TokenLogprob> for NativeTokenLogprob {
+    fn from(t: &TokenLogprob) -> Self {
+        NativeTokenLogprob {
+            token_id: t.id,
+            token: t.token.clone(),
+            bytes: t.bytes.iter().map(|&b| u32::from(b)).collect(),
+            logprob: f64::from(t.logprob),
+        }
+    }
+}
+
+impl From<&TokenLogprobs> for NativeTokenLogprobs {
+    fn from(t: &TokenLogprobs) -> Self {
+        NativeTokenLogprobs {
+            chosen: (&t.chosen).into(),
+            top: t.top.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<&FinishCause> for NativeFinishCause {
+    fn from(c: &FinishCause) -> Self {
+        let (token_id, stop_string) = match c {
+            FinishCause::Eos(id) | FinishCause::StopToken(id) => (Some(*id), None),
+            FinishCause::StopString(s) => (None, Some(s.clone())),
+            _ => (None, None),
+        };
+        NativeFinishCause {
+            kind: c.kind().into(),
+            token_id,
+            stop_string,
+        }
+    }
+}
+
+fn invalid_options(message: String) -> Error {
+    to_js(tallow_core::Error::new(
+        tallow_core::ErrorCode::InvalidOptions,
+        message,
+    ))
+}
+
+fn response_format(f: NativeResponseFormat) -> Result<ResponseFormat> {
+    let missing =
+        |field: &str| invalid_options(format!("responseFormat '{}' needs {field}", f.kind));
+    Ok(match f.kind.as_str() {
+        "json_object" => ResponseFormat::JsonObject,
+        "json_schema" => {
+            ResponseFormat::JsonSchema(f.schema.clone().ok_or_else(|| missing("schema"))?)
+        }
+        "regex" => ResponseFormat::Regex(f.pattern.clone().ok_or_else(|| missing("pattern"))?),
+        "lark" => ResponseFormat::Lark(f.grammar.clone().ok_or_else(|| missing("grammar"))?),
+        other => {
+            return Err(invalid_options(format!(
+                "unknown responseFormat type '{other}'"
+            )))
+        }
+    })
+}
+
+fn beam_params(options: &NativeGenerateOptions) -> Result<Option<BeamParams>> {
+    let num_beams = options.num_beams.unwrap_or(1) as usize;
+    if num_beams <= 1 {
+        return Ok(None);
+    }
+    let early_stopping = match options.early_stopping.as_deref().unwrap_or("false") {
+        "true" => EarlyStopping::Always,
+        "false" => EarlyStopping::Heuristic,
+        "never" => EarlyStopping::Never,
+        other => return Err(invalid_options(format!("unknown earlyStopping '{other}'"))),
+    };
+    Ok(Some(BeamParams {
+        num_beams,
+        length_penalty: options.length_penalty.unwrap_or(1.0) as f32,
+        early_stopping,
+    }))
 }
 
 /// A conversation to render with a chat template (see tallow_core::chat_template::ChatRequest).
@@ -103,6 +238,11 @@ pub struct NativeResult {
     pub text: String,
     pub tokens: Vec<u32>,
     pub finish_reason: String,
+    pub finish_cause: NativeFinishCause,
+    /// Per generated token, when asked for.
+    pub logprobs: Option<Vec<NativeTokenLogprobs>>,
+    /// Beam search: the returned hypothesis' score.
+    pub beam_score: Option<f64>,
     pub prompt_tokens: u32,
     pub cached_prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -117,6 +257,7 @@ pub struct NativeEvent {
     pub token_id: Option<u32>,
     pub text: Option<String>,
     pub result: Option<NativeResult>,
+    pub logprobs: Option<NativeTokenLogprobs>,
 }
 
 impl From<GenerationResult> for NativeResult {
@@ -125,6 +266,9 @@ impl From<GenerationResult> for NativeResult {
             text: r.text,
             tokens: r.tokens,
             finish_reason: r.finish_reason.as_str().into(),
+            finish_cause: (&r.finish_cause).into(),
+            logprobs: (!r.logprobs.is_empty()).then(|| r.logprobs.iter().map(Into::into).collect()),
+            beam_score: r.beam_score.map(f64::from),
             prompt_tokens: r.prompt_tokens as u32,
             cached_prompt_tokens: r.cached_prompt_tokens as u32,
             completion_tokens: r.completion_tokens as u32,
@@ -233,19 +377,46 @@ impl NativeModel {
                 )))
             }
         };
+        let beam = beam_params(&options)?;
+        let response_format = options.response_format.map(response_format).transpose()?;
+        let defaults = SamplingParams::default();
         let request = GenerateRequest {
             prompt,
             max_tokens: options.max_tokens as usize,
             sampling: SamplingParams {
                 temperature: options.temperature as f32,
                 top_k: options.top_k as usize,
-                top_p: options.top_p as f32,
+                top_p: options.top_p,
+                min_p: options.min_p.unwrap_or(defaults.min_p),
+                typical_p: options.typical_p.unwrap_or(defaults.typical_p),
+                repetition_penalty: options
+                    .repetition_penalty
+                    .map_or(defaults.repetition_penalty, |v| v as f32),
+                frequency_penalty: options
+                    .frequency_penalty
+                    .map_or(defaults.frequency_penalty, |v| v as f32),
+                presence_penalty: options
+                    .presence_penalty
+                    .map_or(defaults.presence_penalty, |v| v as f32),
+                penalty_window: options
+                    .penalty_window
+                    .map_or(defaults.penalty_window, |v| v as usize),
+                logit_bias: options
+                    .logit_bias
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|b| (b.token_id, b.bias as f32))
+                    .collect(),
                 seed: options.seed.map(|s| s as u64),
             },
             stop: options.stop,
             ignore_eos: options.ignore_eos,
             include_stop: options.include_stop,
             session: options.session.map(u64::from),
+            stop_token_ids: options.stop_token_ids.unwrap_or_default(),
+            logprobs: options.top_logprobs.map(|n| n as usize),
+            response_format,
+            beam,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let cancel = self
@@ -399,17 +570,19 @@ impl NativeStream {
         let event = self.events.lock().await.recv().await;
         match event {
             None => Ok(None),
-            Some(Event::Token { id, text }) => Ok(Some(NativeEvent {
+            Some(Event::Token { id, text, logprobs }) => Ok(Some(NativeEvent {
                 kind: "token".into(),
                 token_id: Some(id),
                 text: Some(text),
                 result: None,
+                logprobs: logprobs.as_deref().map(Into::into),
             })),
             Some(Event::Done(result)) => Ok(Some(NativeEvent {
                 kind: "done".into(),
                 token_id: None,
                 text: None,
                 result: Some(result.into()),
+                logprobs: None,
             })),
             Some(Event::Error(e)) => Err(to_js(e)),
         }

@@ -74,6 +74,7 @@ pub fn greedy_in(
         include_stop: false,
         ignore_eos: true,
         session,
+        ..Default::default()
     };
     let (tx, rx) = channel();
     engine
