@@ -77,6 +77,21 @@ test('a GGUF file brings its own tokenizer: text in, text out', async (t) => {
   }
 })
 
+test('logprobs and responseFormat are UNSUPPORTED_CONFIG on GGUF models (no token bytes yet)', async (t) => {
+  const model = await loadModel(join(GGUF_DIR, 'qwen2-bias-tied-Q8_0.gguf'))
+  try {
+    for (const options of [{ logprobs: true }, { responseFormat: { type: 'json_object' as const } }]) {
+      const error = await t.throwsAsync(model.generate('Hi', { maxTokens: 4, ...options }), {
+        instanceOf: TallowError,
+      })
+      t.is(error?.code, 'UNSUPPORTED_CONFIG')
+      t.regex(error?.message ?? '', /GGUF file do not support them yet/)
+    }
+  } finally {
+    await model.dispose()
+  }
+})
+
 test('quantize at load: a safetensors checkpoint runs in Q4_K and Q8_0', async (t) => {
   const dir = join(GGUF_DIR, 'llama-256-hf')
   for (const [quantize, type] of [

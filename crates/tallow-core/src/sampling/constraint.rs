@@ -210,6 +210,14 @@ impl ConstraintCompiler {
     pub fn token_bytes(&self) -> Result<Arc<TokenBytes>> {
         self.bytes
             .get_or_init(|| {
+                if !self.tokenizer_json.is_file() {
+                    // A GGUF model: its tokenizer lives in the file's metadata, not beside it.
+                    return Err(Error::new(
+                        ErrorCode::UnsupportedConfig,
+                        "logprobs and responseFormat need the model's tokenizer.json (the bytes \
+                         of every token); models loaded from a GGUF file do not support them yet",
+                    ));
+                }
                 TokenBytes::from_tokenizer_json(&self.tokenizer_json, self.vocab_size).map(Arc::new)
             })
             .clone()
