@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokenizers::models::{ModelWrapper, TrainerWrapper};
 use tokenizers::{
-    DecoderWrapper, Model, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Token,
-    TokenizerImpl,
+    AddedToken, DecoderWrapper, Model, NormalizerWrapper, PostProcessorWrapper,
+    PreTokenizerWrapper, Token, TokenizerImpl,
 };
 
 /// The vocabulary model, shared by both front ends; every call is passed through.
@@ -118,16 +118,43 @@ impl Tokenizer {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let parsing = Inner::from_bytes(bytes)
             .map_err(|e| Error::new(ErrorCode::InvalidTokenizer, e.to_string()))?;
+        Ok(Self::from_inner(parsing))
+    }
+
+    /// A tokenizer assembled from its parts, as tokenizer.json's reader assembles it: the
+    /// stages first, then `added_tokens` (in id order) in one call, so their tables are built
+    /// once.
+    pub fn from_parts(
+        model: ModelWrapper,
+        normalizer: Option<NormalizerWrapper>,
+        pre_tokenizer: Option<PreTokenizerWrapper>,
+        post_processor: Option<PostProcessorWrapper>,
+        decoder: Option<DecoderWrapper>,
+        added_tokens: Vec<AddedToken>,
+    ) -> Result<Self> {
+        let invalid = |e: tokenizers::Error| Error::new(ErrorCode::InvalidTokenizer, e.to_string());
+        let mut parsing = Inner::new(SharedModel(Arc::new(model)));
+        parsing.with_normalizer(normalizer).map_err(invalid)?;
+        parsing
+            .with_pre_tokenizer(pre_tokenizer)
+            .with_post_processor(post_processor)
+            .with_decoder(decoder);
+        parsing.add_tokens(added_tokens).map_err(invalid)?;
+        Ok(Self::from_inner(parsing))
+    }
+
+    /// Both front ends from the one that parses special tokens.
+    fn from_inner(parsing: Inner) -> Self {
         let mut literal = parsing.clone();
         literal.set_encode_special_tokens(true);
         let byte_fallback = parsing.get_decoder().is_some_and(has_byte_fallback);
         let vocab_size = parsing.get_vocab_size(true);
-        Ok(Tokenizer {
+        Tokenizer {
             parsing,
             literal,
             byte_fallback,
             vocab_size,
-        })
+        }
     }
 
     /// Token ids of `text`. `add_special_tokens` applies the tokenizer's post-processor (e.g.

@@ -24,9 +24,30 @@ use super::metadata::{MetaValue, Metadata};
 use super::pre_tokenizer::{pre_tokenizer, PreTokenizer};
 use crate::error::{Error, ErrorCode, Result};
 use crate::tokenizer::Tokenizer;
-use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
+use rayon::prelude::*;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashSet};
+use tokenizers::decoders::byte_fallback::ByteFallback;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
+use tokenizers::models::bpe::BPE;
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::processors::template::{SpecialToken, TemplateProcessing};
+use tokenizers::SplitDelimiterBehavior::Isolated;
+use tokenizers::{
+    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
+};
+
+/// Token text → id: the BPE model's own vocabulary type, so the map built to check the
+/// metadata is the one the model keeps.
+type Ids = tokenizers::models::bpe::Vocab;
+
+/// BPE merges in rank order, as the builder takes them.
+type Merges = Vec<(String, String)>;
 
 /// A GGUF file's tokenizer and what the model loader and chat templates need around it.
 pub struct GgufTokenizer {
@@ -168,14 +189,12 @@ pub fn tokenizer_from_metadata(meta: &Metadata) -> Result<GgufTokenizer> {
     let model = read_model(meta)?;
     let texts = token_texts(meta)?;
     let n = texts.len();
-    let mut ids = HashMap::with_capacity(n);
-    for (i, t) in texts.iter().enumerate() {
-        if ids.insert(t.as_str(), i as u32).is_some() {
-            return Err(invalid(format!(
-                "token {t:?} appears twice in tokenizer.ggml.tokens"
-            )));
-        }
-    }
+    // A byte-level vocabulary's merges are read while the vocabulary map is built.
+    let (ids, merges) = rayon::join(
+        || token_ids(&texts),
+        || matches!(model, Model::Bpe(_)).then(|| bpe_merges(meta)),
+    );
+    let ids = ids?;
     let scores = token_scores(meta, n)?;
     let mut kinds = token_kinds(meta, n)?;
     let special = SpecialIds::read(meta, n, &model)?;
@@ -200,22 +219,21 @@ pub fn tokenizer_from_metadata(meta: &Metadata) -> Result<GgufTokenizer> {
 
     let eos_token_ids = end_of_generation(&mut kinds, &ids, &special);
     let rstrip = phi3_rstrip(meta, &kinds, &ids);
-    let json = tokenizer_json(
+    let tokenizer = build_tokenizer(
         &Vocab {
             texts: &texts,
             scores: &scores,
             kinds: &kinds,
             rstrip: &rstrip,
-            ids: &ids,
+            unk: special.unk,
         },
+        ids,
+        merges,
         &model,
         meta,
         add_bos.then_some(special.bos).flatten(),
         add_eos.then_some(special.eos).flatten(),
-        special.unk,
     )?;
-    let tokenizer = Tokenizer::from_bytes(&json)
-        .map_err(|e| invalid(format!("cannot build the GGUF tokenizer: {}", e.message)))?;
 
     let (chat_template, chat_templates) = chat_templates(meta)?;
     let named_special = [
@@ -225,7 +243,7 @@ pub fn tokenizer_from_metadata(meta: &Metadata) -> Result<GgufTokenizer> {
         ("pad_token", special.pad),
     ]
     .into_iter()
-    .filter_map(|(field, id)| Some((field.to_string(), texts[id? as usize].clone())))
+    .filter_map(|(field, id)| Some((field.to_string(), texts[id? as usize].to_string())))
     .collect();
     Ok(GgufTokenizer {
         tokenizer,
@@ -367,13 +385,9 @@ impl SpecialIds {
 
 /// llama.cpp's end-of-generation tokens, EOS first; promotes the tokens it recognises by their
 /// text to control tokens, as llama.cpp does (`llama_vocab::impl::load`).
-fn end_of_generation(
-    kinds: &mut [Kind],
-    ids: &HashMap<&str, u32>,
-    special: &SpecialIds,
-) -> Vec<u32> {
+fn end_of_generation(kinds: &mut [Kind], ids: &Ids, special: &SpecialIds) -> Vec<u32> {
     let find = |list: &[&str]| -> Vec<u32> {
-        let mut found: Vec<u32> = list.iter().filter_map(|t| ids.get(t).copied()).collect();
+        let mut found: Vec<u32> = list.iter().filter_map(|&t| ids.get(t).copied()).collect();
         found.sort_unstable();
         found
     };
@@ -444,7 +458,7 @@ fn end_of_generation(
 
 /// Phi-3's special tokens swallow the whitespace after them: llama.cpp sets that by the model's
 /// name (`general.name`), on every special token but `<unk>`, `<s>` and `<|endoftext|>`.
-fn phi3_rstrip(meta: &Metadata, kinds: &[Kind], ids: &HashMap<&str, u32>) -> Vec<bool> {
+fn phi3_rstrip(meta: &Metadata, kinds: &[Kind], ids: &Ids) -> Vec<bool> {
     let name = meta
         .string("general.name")
         .ok()
@@ -472,7 +486,7 @@ fn phi3_rstrip(meta: &Metadata, kinds: &[Kind], ids: &HashMap<&str, u32>) -> Vec
 }
 
 /// `tokenizer.ggml.tokens`; empty entries are named `[EMPTY_i]` as llama.cpp names them.
-fn token_texts(meta: &Metadata) -> Result<Vec<String>> {
+fn token_texts(meta: &Metadata) -> Result<Vec<Cow<'_, str>>> {
     let tokens = meta
         .strings("tokenizer.ggml.tokens")
         .map_err(tokenizer_error)?
@@ -484,16 +498,29 @@ fn token_texts(meta: &Metadata) -> Result<Vec<String>> {
         return Err(invalid("tokenizer.ggml.tokens has too many tokens"));
     }
     Ok(tokens
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, t)| {
             if t.is_empty() {
-                format!("[EMPTY_{i}]")
+                Cow::Owned(format!("[EMPTY_{i}]"))
             } else {
-                t.to_string()
+                Cow::Borrowed(t)
             }
         })
         .collect())
+}
+
+/// Each token's id; a text may appear once.
+fn token_ids(texts: &[Cow<str>]) -> Result<Ids> {
+    let mut ids = Ids::with_capacity(texts.len());
+    for (i, t) in texts.iter().enumerate() {
+        if ids.insert(t.to_string(), i as u32).is_some() {
+            return Err(invalid(format!(
+                "token {t:?} appears twice in tokenizer.ggml.tokens"
+            )));
+        }
+    }
+    Ok(ids)
 }
 
 /// `tokenizer.ggml.<key>`. An id outside the vocabulary is an error where the model needs it
@@ -552,297 +579,310 @@ fn chat_templates(meta: &Metadata) -> Result<(Option<String>, NamedTemplates)> {
     Ok((default, named))
 }
 
-/// The vocabulary as a tokenizer.json "vocab" object, in id order.
-struct VocabMap<'a>(&'a [String]);
-
-impl Serialize for VocabMap<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (id, text) in self.0.iter().enumerate() {
-            map.serialize_entry(text, &id)?;
-        }
-        map.end()
-    }
-}
-
-#[derive(serde::Serialize)]
-struct BpeJson<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    dropout: Option<f32>,
-    unk_token: Option<&'a str>,
-    continuing_subword_prefix: Option<&'a str>,
-    end_of_word_suffix: Option<&'a str>,
-    fuse_unk: bool,
-    byte_fallback: bool,
-    ignore_merges: bool,
-    vocab: VocabMap<'a>,
-    merges: Vec<(&'a str, &'a str)>,
-}
-
-#[derive(serde::Serialize)]
-struct TokenizerJson<'a> {
-    version: &'static str,
-    truncation: Option<()>,
-    padding: Option<()>,
-    added_tokens: Vec<Value>,
-    normalizer: Value,
-    pre_tokenizer: Value,
-    post_processor: Value,
-    decoder: Value,
-    model: BpeJson<'a>,
-}
-
 /// The vocabulary as llama.cpp holds it.
 struct Vocab<'a> {
-    texts: &'a [String],
+    texts: &'a [Cow<'a, str>],
     scores: &'a [f32],
     kinds: &'a [Kind],
     /// Special tokens that take the whitespace after them.
     rstrip: &'a [bool],
-    ids: &'a HashMap<&'a str, u32>,
+    /// The unknown token (used by SentencePiece vocabularies only).
+    unk: Option<u32>,
 }
 
-/// The tokenizer as a tokenizer.json document; `bos`/`eos`: the tokens encoding with special
-/// tokens adds.
-fn tokenizer_json(
+fn build_error(e: impl std::fmt::Display) -> Error {
+    invalid(format!("cannot build the GGUF tokenizer: {e}"))
+}
+
+/// The tokenizer, assembled from the `tokenizers` crate's parts as reading a tokenizer.json that
+/// describes it would assemble it. `ids` becomes the BPE model's vocabulary; `merges`:
+/// `bpe_merges(meta)` if already read; `bos`/`eos`: the tokens encoding with special tokens adds.
+fn build_tokenizer(
     vocab: &Vocab,
+    ids: Ids,
+    merges: Option<Result<Merges>>,
     model: &Model,
     meta: &Metadata,
     bos: Option<u32>,
     eos: Option<u32>,
-    unk: Option<u32>,
-) -> Result<Vec<u8>> {
+) -> Result<Tokenizer> {
     let Vocab {
         texts,
         scores,
         kinds,
         rstrip,
-        ids,
+        unk,
     } = *vocab;
+    let (normalizer, pre_tokenizer, decoder, bpe) = match *model {
+        Model::Spm { add_space_prefix } => {
+            // Spaces are `▁`; each piece of text between special tokens gets one in front.
+            let replace: NormalizerWrapper = Replace::new(" ", "▁").map_err(build_error)?.into();
+            let normalizer = if add_space_prefix {
+                NormalizerSequence::new(vec![Prepend::new("▁".into()).into(), replace]).into()
+            } else {
+                replace
+            };
+            let mut decoders: Vec<DecoderWrapper> = vec![
+                Replace::new("▁", " ").map_err(build_error)?.into(),
+                ByteFallback::new().into(),
+                Fuse::new().into(),
+            ];
+            if add_space_prefix {
+                decoders.push(Strip::new(' ', 1, 0).into());
+            }
+            let merges = spm_merges(texts, scores, &ids);
+            let mut bpe = BPE::builder()
+                .vocab_and_merges(ids, merges)
+                .fuse_unk(true)
+                .byte_fallback(true);
+            if let Some(unk) = unk {
+                bpe = bpe.unk_token(texts[unk as usize].to_string());
+            }
+            let bpe = bpe.build().map_err(build_error)?;
+            (
+                Some(normalizer),
+                None,
+                DecoderSequence::new(decoders).into(),
+                bpe,
+            )
+        }
+        Model::Bpe(pre) => {
+            let mut steps = pre
+                .regexes
+                .iter()
+                .map(|r| {
+                    Split::new(SplitPattern::Regex(r.to_string()), Isolated, false)
+                        .map(PreTokenizerWrapper::from)
+                        .map_err(build_error)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            steps.push(ByteLevel::new(false, true, false).into());
+            let merges = match merges {
+                Some(merges) => merges?,
+                None => bpe_merges(meta)?,
+            };
+            let build = |ids: Ids, merges: Merges| {
+                BPE::builder()
+                    .vocab_and_merges(ids, merges)
+                    .ignore_merges(pre.ignore_merges)
+                    .build()
+            };
+            // The builder looks every merge up in the vocabulary and fails on one that is not
+            // there. Converters write none, so only then are the merges looked up first.
+            let bpe = build(ids, merges).or_else(|_| {
+                let ids = token_ids(texts)?;
+                let merges = merges_in_vocab(merge_pairs(meta)?, &ids);
+                build(ids, merges).map_err(build_error)
+            })?;
+            (
+                None,
+                Some(PreTokenizerSequence::new(steps).into()),
+                ByteLevel::new(true, true, true).into(),
+                bpe,
+            )
+        }
+    };
     let added_tokens = kinds
         .iter()
         .enumerate()
         .filter(|(_, k)| matches!(k, Kind::Control | Kind::UserDefined | Kind::Unknown))
         .map(|(id, k)| {
-            json!({
-                "id": id,
-                "content": texts[id],
-                "single_word": false,
-                "lstrip": false,
-                "rstrip": rstrip[id],
-                "normalized": false,
-                "special": *k != Kind::UserDefined,
-            })
+            AddedToken::from(texts[id].to_string(), *k != Kind::UserDefined)
+                .single_word(false)
+                .lstrip(false)
+                .rstrip(rstrip[id])
+                .normalized(false)
         })
         .collect();
-
-    let (normalizer, pre_tokenizer, decoder, model) = match *model {
-        Model::Spm { add_space_prefix } => {
-            // Spaces are `▁`; each piece of text between special tokens gets one in front.
-            let replace = json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"});
-            let normalizer = if add_space_prefix {
-                json!({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, replace]})
-            } else {
-                replace
-            };
-            let mut decoders = vec![
-                json!({"type": "Replace", "pattern": {"String": "▁"}, "content": " "}),
-                json!({"type": "ByteFallback"}),
-                json!({"type": "Fuse"}),
-            ];
-            if add_space_prefix {
-                decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
-            }
-            let model = BpeJson {
-                kind: "BPE",
-                dropout: None,
-                unk_token: unk.map(|id| texts[id as usize].as_str()),
-                continuing_subword_prefix: None,
-                end_of_word_suffix: None,
-                fuse_unk: true,
-                byte_fallback: true,
-                ignore_merges: false,
-                vocab: VocabMap(texts),
-                merges: spm_merges(texts, scores, ids),
-            };
-            (
-                normalizer,
-                Value::Null,
-                json!({"type": "Sequence", "decoders": decoders}),
-                model,
-            )
-        }
-        Model::Bpe(pre) => {
-            let mut steps: Vec<Value> = pre
-                .regexes
-                .iter()
-                .map(|r| json!({"type": "Split", "pattern": {"Regex": r}, "behavior": "Isolated", "invert": false}))
-                .collect();
-            steps.push(json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}));
-            let model = BpeJson {
-                kind: "BPE",
-                dropout: None,
-                unk_token: None,
-                continuing_subword_prefix: None,
-                end_of_word_suffix: None,
-                fuse_unk: false,
-                byte_fallback: false,
-                ignore_merges: pre.ignore_merges,
-                vocab: VocabMap(texts),
-                merges: bpe_merges(meta, ids)?,
-            };
-            (
-                Value::Null,
-                json!({"type": "Sequence", "pretokenizers": steps}),
-                json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}),
-                model,
-            )
-        }
-    };
-
-    let post_processor = if bos.is_some() || eos.is_some() {
-        let piece = |id: Option<u32>| {
-            id.map(|id| json!({"SpecialToken": {"id": texts[id as usize], "type_id": 0}}))
-        };
-        let single: Vec<Value> = [
-            piece(bos),
-            Some(json!({"Sequence": {"id": "A", "type_id": 0}})),
-            piece(eos),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let mut pair = single.clone();
-        pair.extend(
-            [
-                piece(bos),
-                Some(json!({"Sequence": {"id": "B", "type_id": 0}})),
-                piece(eos),
-            ]
-            .into_iter()
-            .flatten(),
-        );
-        let specials: serde_json::Map<String, Value> = [bos, eos]
-            .into_iter()
-            .flatten()
-            .map(|id| {
-                let t = &texts[id as usize];
-                (t.clone(), json!({"id": t, "ids": [id], "tokens": [t]}))
-            })
-            .collect();
-        json!({"type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials})
-    } else {
-        Value::Null
-    };
-
-    let doc = TokenizerJson {
-        version: "1.0",
-        truncation: None,
-        padding: None,
-        added_tokens,
+    Tokenizer::from_parts(
+        bpe.into(),
         normalizer,
         pre_tokenizer,
-        post_processor,
-        decoder,
-        model,
+        post_processor(texts, bos, eos)?,
+        Some(decoder),
+        added_tokens,
+    )
+    .map_err(|e| build_error(e.message))
+}
+
+/// BOS and/or EOS around each sequence; None when encoding adds neither.
+fn post_processor(
+    texts: &[Cow<str>],
+    bos: Option<u32>,
+    eos: Option<u32>,
+) -> Result<Option<PostProcessorWrapper>> {
+    if bos.is_none() && eos.is_none() {
+        return Ok(None);
+    }
+    // Template pieces name special tokens by a key of ours, not by their text: a text holding
+    // `:`, `$` or a space would not parse as a piece.
+    let named = [("bos", bos), ("eos", eos)];
+    let template = |sequence: &'static str| -> Vec<&'static str> {
+        let [bos, eos] = named.map(|(key, id)| id.map(|_| key));
+        [bos, Some(sequence), eos].into_iter().flatten().collect()
     };
-    serde_json::to_vec(&doc).map_err(|e| invalid(format!("cannot build the GGUF tokenizer: {e}")))
+    let special_tokens = named
+        .into_iter()
+        .filter_map(|(key, id)| {
+            let id = id?;
+            let text = texts[id as usize].to_string();
+            Some(SpecialToken::new(key.into(), vec![id], vec![text]))
+        })
+        .collect::<tokenizers::Result<Vec<_>>>()
+        .map_err(build_error)?;
+    let processor = TemplateProcessing::builder()
+        .try_single(template("$A"))
+        .map_err(build_error)?
+        .try_pair([template("$A"), template("$B")].concat())
+        .map_err(build_error)?
+        .special_tokens(special_tokens)
+        .build()
+        .map_err(build_error)?;
+    Ok(Some(processor.into()))
 }
 
 /// Merges that make BPE tokenize as llama.cpp's SentencePiece tokenizer: every split of a
 /// token into two tokens, ranked by the merged token's score (highest first; ties by id, then
 /// by split position).
-fn spm_merges<'a>(
-    texts: &'a [String],
-    scores: &[f32],
-    ids: &HashMap<&str, u32>,
-) -> Vec<(&'a str, &'a str)> {
-    let mut merges: Vec<(u32, usize, &str, &str)> = vec![];
-    for (id, text) in texts.iter().enumerate() {
-        for (pos, _) in text.char_indices().skip(1) {
-            let (left, right) = text.split_at(pos);
-            if ids.contains_key(left) && ids.contains_key(right) {
-                merges.push((id as u32, pos, left, right));
-            }
-        }
-    }
-    merges.sort_by(|a, b| {
-        scores[b.0 as usize]
-            .total_cmp(&scores[a.0 as usize])
-            .then(a.0.cmp(&b.0))
-            .then(a.1.cmp(&b.1))
-    });
-    merges.into_iter().map(|(_, _, l, r)| (l, r)).collect()
+fn spm_merges(texts: &[Cow<str>], scores: &[f32], ids: &Ids) -> Merges {
+    // (score key, merged token id, byte position of the split); the key orders as
+    // `f32::total_cmp` does, reversed.
+    let score_key = |id: usize| {
+        let bits = scores[id].to_bits() as i32;
+        !(bits ^ (((bits >> 31) as u32) >> 1) as i32)
+    };
+    let mut splits: Vec<(i32, u32, usize)> = texts
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(id, text)| {
+            text.char_indices().skip(1).filter_map(move |(pos, _)| {
+                let (left, right) = text.split_at(pos);
+                (ids.contains_key(left) && ids.contains_key(right))
+                    .then(|| (score_key(id), id as u32, pos))
+            })
+        })
+        .collect();
+    // The keys are unique, so the unstable sort is deterministic.
+    splits.par_sort_unstable();
+    splits
+        .into_par_iter()
+        .map(|(_, id, pos)| {
+            let (left, right) = texts[id as usize].split_at(pos);
+            (left.to_string(), right.to_string())
+        })
+        .collect()
 }
 
 /// `tokenizer.ggml.merges` ("left right", split at the first space after the first byte, as
-/// llama.cpp splits them); a repeated pair keeps its first rank. Merges whose parts or result
-/// are not tokens are left out: the `tokenizers` crate cannot hold them (llama.cpp would apply
-/// them and spell out a result that is not a token byte by byte), and converters write none.
-fn bpe_merges<'a>(meta: &'a Metadata, ids: &HashMap<&str, u32>) -> Result<Vec<(&'a str, &'a str)>> {
+/// llama.cpp splits them); a repeated pair keeps its first rank.
+fn merge_pairs(meta: &Metadata) -> Result<Vec<(&str, &str)>> {
     let merges = meta
         .strings("tokenizer.ggml.merges")
         .map_err(tokenizer_error)?
         .ok_or_else(|| invalid("the GGUF BPE tokenizer has no 'tokenizer.ggml.merges'"))?;
-    let mut seen = std::collections::HashSet::with_capacity(merges.len());
-    let mut out = Vec::with_capacity(merges.len());
-    for m in merges {
-        let Some(pos) = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1) else {
-            continue;
-        };
-        let (left, right) = (&m[..pos], &m[pos + 1..]);
-        if ids.contains_key(left)
-            && ids.contains_key(right)
-            && ids.contains_key(format!("{left}{right}").as_str())
-            && seen.insert((left, right))
-        {
-            out.push((left, right));
-        }
-    }
-    Ok(out)
+    // The text names the pair, so a repeated text is a repeated pair.
+    let mut seen = HashSet::with_capacity(merges.len());
+    Ok(merges
+        .into_iter()
+        .filter_map(|m| {
+            let pos = m.bytes().skip(1).position(|b| b == b' ')? + 1;
+            seen.insert(m).then(|| (&m[..pos], &m[pos + 1..]))
+        })
+        .collect())
+}
+
+/// The merges of a byte-level vocabulary, for the BPE builder.
+fn bpe_merges(meta: &Metadata) -> Result<Merges> {
+    Ok(merge_pairs(meta)?
+        .into_iter()
+        .map(|(left, right)| (left.to_string(), right.to_string()))
+        .collect())
+}
+
+/// The merges whose parts and result are tokens: the `tokenizers` crate cannot hold the others
+/// (llama.cpp would apply them and spell out a result that is not a token byte by byte).
+fn merges_in_vocab(merges: Vec<(&str, &str)>, ids: &Ids) -> Merges {
+    let mut merged = String::new();
+    merges
+        .into_iter()
+        .filter(|&(left, right)| {
+            merged.clear();
+            merged.push_str(left);
+            merged.push_str(right);
+            ids.contains_key(left) && ids.contains_key(right) && ids.contains_key(merged.as_str())
+        })
+        .map(|(left, right)| (left.to_string(), right.to_string()))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn sentencepiece_merges_rank_by_the_merged_tokens_score() {
-        let texts: Vec<String> = ["a", "b", "c", "ab", "bc", "abc"]
-            .map(String::from)
-            .to_vec();
-        let ids: HashMap<&str, u32> = texts
+    fn ids_of(texts: &[&str]) -> Ids {
+        texts
             .iter()
             .enumerate()
-            .map(|(i, t)| (t.as_str(), i as u32))
-            .collect();
-        let scores = [0.0, 0.0, 0.0, -2.0, -1.0, -3.0];
+            .map(|(i, t)| (t.to_string(), i as u32))
+            .collect()
+    }
+
+    fn pairs(merges: &[(String, String)]) -> Vec<(&str, &str)> {
+        merges
+            .iter()
+            .map(|(l, r)| (l.as_str(), r.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn sentencepiece_merges_rank_by_the_merged_tokens_score() {
+        let texts = ["a", "b", "c", "ab", "bc", "abc"];
+        let cows: Vec<Cow<str>> = texts.map(Cow::Borrowed).to_vec();
+        let scores = [0.0, 0.0, 0.0, -2.0, 0.5, -3.0];
         assert_eq!(
-            spm_merges(&texts, &scores, &ids),
+            pairs(&spm_merges(&cows, &scores, &ids_of(&texts))),
             [("b", "c"), ("a", "b"), ("a", "bc"), ("ab", "c")]
         );
     }
 
+    fn merges_meta(tokens: &[&str], merges: &[&str]) -> Metadata {
+        let string = |t: &str| MetaValue::String(t.into());
+        let strings = |v: &[&str]| MetaValue::Array(v.iter().map(|&t| string(t)).collect());
+        let mut meta = Metadata::default();
+        meta.insert("tokenizer.ggml.model".into(), string("gpt2"));
+        meta.insert("tokenizer.ggml.pre".into(), string("gpt-2"));
+        meta.insert("tokenizer.ggml.tokens".into(), strings(tokens));
+        meta.insert("tokenizer.ggml.merges".into(), strings(merges));
+        meta
+    }
+
     #[test]
     fn bpe_merges_split_at_the_first_space_after_the_first_byte() {
-        let texts: Vec<String> = ["é", "x", "éx", "a", "b", "ab", " ", " a"]
-            .map(String::from)
-            .to_vec();
-        let ids: HashMap<&str, u32> = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.as_str(), i as u32))
-            .collect();
-        let mut meta = Metadata::default();
-        let merges = ["é x", "a b", "a b", "ab", "  a", "q r"]
-            .map(|m| MetaValue::String(m.into()))
-            .to_vec();
-        meta.insert("tokenizer.ggml.merges".into(), MetaValue::Array(merges));
-        // "a b" again keeps its first rank; "ab" has no space; "q r" names no tokens.
+        let tokens = ["é", "x", "éx", "a", "b", "ab", " ", " a"];
+        let meta = merges_meta(&tokens, &["é x", "a b", "a b", "ab", "  a", "q r", "x a"]);
+        // "a b" again keeps its first rank; "ab" has no space.
+        let split = merge_pairs(&meta).unwrap();
         assert_eq!(
-            bpe_merges(&meta, &ids).unwrap(),
+            split,
+            [("é", "x"), ("a", "b"), (" ", "a"), ("q", "r"), ("x", "a")]
+        );
+        // "q r" names no tokens, "xa" is not one.
+        assert_eq!(
+            pairs(&merges_in_vocab(split, &ids_of(&tokens))),
             [("é", "x"), ("a", "b"), (" ", "a")]
         );
+    }
+
+    #[test]
+    fn merges_outside_the_vocabulary_are_left_out() {
+        let tokens = ["a", "b", "c", "ab", "bc"];
+        let encode = |merges: &[&str]| {
+            let tok = tokenizer_from_metadata(&merges_meta(&tokens, merges)).unwrap();
+            tok.tokenizer.encode("abc", false, false).unwrap()
+        };
+        // "b c" keeps its first rank, ahead of "a b", whether or not a merge must be left out.
+        assert_eq!(encode(&["b c", "a b", "b c"]), [0, 4]);
+        assert_eq!(encode(&["b c", "q r", "a b", "b c", "c a"]), [0, 4]);
+        assert_eq!(encode(&["a b", "b c"]), [3, 2]);
     }
 }
