@@ -5,6 +5,9 @@
 //! plus strings for each vocabulary) with add_special × parse_special, and `llama_detokenize`
 //! of a few sequences; scripts/make_gguf_tokenizer_fixtures.py writes both.
 
+mod common;
+
+use common::ids;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,14 +42,6 @@ fn metadata(path: &Path) -> Metadata {
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 struct Case {

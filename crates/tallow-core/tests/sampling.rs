@@ -3,14 +3,16 @@
 //! same logits, the sampler's frequencies against the processed distribution (chi-square), and
 //! beam search against transformers' `generate(num_beams=...)` on the fixture models.
 
+mod common;
+
+use common::{ids, run};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::channel;
 use tallow_core::sampling::Sampler;
 use tallow_core::{
-    BeamParams, EarlyStopping, Engine, Event, FinishCause, GenerateRequest, GenerationResult,
-    LoadOptions, Prompt, SamplingParams,
+    BeamParams, EarlyStopping, Engine, FinishCause, GenerateRequest, LoadOptions, Prompt,
+    SamplingParams,
 };
 
 fn fixtures() -> PathBuf {
@@ -26,14 +28,6 @@ fn read(name: &str) -> Value {
         )
     });
     serde_json::from_str(&text).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 /// JSON numbers as f32, `null` as -inf.
@@ -268,20 +262,6 @@ fn sampled_frequencies_follow_the_processed_distribution() {
 
 fn model_dir(name: &str) -> PathBuf {
     fixtures().join("models").join(name)
-}
-
-fn run(engine: &Engine, request: GenerateRequest) -> GenerationResult {
-    let (tx, rx) = channel();
-    engine
-        .generate(request, Box::new(move |e| tx.send(e).unwrap()))
-        .unwrap();
-    loop {
-        match rx.recv().unwrap() {
-            Event::Done(result) => return result,
-            Event::Error(e) => panic!("{e}"),
-            Event::Token { .. } => {}
-        }
-    }
 }
 
 #[test]

@@ -76,6 +76,11 @@ pub fn greedy_in(
         session,
         ..Default::default()
     };
+    run(engine, request)
+}
+
+/// Runs `request` to the end and returns its result.
+pub fn run(engine: &Engine, request: GenerateRequest) -> GenerationResult {
     let (tx, rx) = channel();
     engine
         .generate(request, Box::new(move |e| tx.send(e).unwrap()))
