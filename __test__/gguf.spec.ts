@@ -33,7 +33,7 @@ const REFERENCES: readonly GgufReference[] = readdirSync(GGUF_DIR)
 
 // As in crates/tallow-core/tests/gguf_reference.rs: F32 agrees to float noise; types that round
 // activations (F16, BF16, Q8_0) occasionally land on the other side of a rounding boundary.
-const TOLERANCE = { F32: 1e-4, rounded: 5e-2 }
+const TOLERANCE = { F32: 1e-4, rounded: 1e-1 }
 
 for (const ref of REFERENCES.filter((r) => r.prompts !== undefined)) {
   test(`${ref.file}: info, logits and greedy tokens agree with llama.cpp`, async (t) => {

@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod chat_template;
+mod cpu_values;
 pub mod decoder;
 pub mod detokenizer;
 pub mod device;

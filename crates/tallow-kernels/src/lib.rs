@@ -3,7 +3,12 @@
 //! [`quantize`] holds quantizers that write exactly the bytes llama.cpp's `llama-quantize` writes
 //! (without an importance matrix), in ggml's block layouts, so a model quantized at load time is
 //! the model llama.cpp would run.
+//!
+//! [`matmul`] multiplies activations by weights in those layouts with SIMD kernels chosen at run
+//! time; [`norm`] is the fused RMSNorm of the CPU path.
 
+pub mod matmul;
+pub mod norm;
 pub mod quantize;
 
 pub use quantize::{quantize_rows, QuantType};

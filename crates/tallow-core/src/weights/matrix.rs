@@ -2,10 +2,13 @@
 //! rows of quantized blocks in one of ggml's formats, read in place from a memory-mapped GGUF
 //! file or quantized at load from a dense checkpoint.
 //!
-//! Quantized products use candle's ggml-compatible block kernels (`k_quants::matmul`), which
-//! quantize the activations to the format's dot-product type (Q8_0, Q8_1 or Q8_K; f16/bf16 for
-//! half-precision weights), exactly as llama.cpp's CPU backend does, so results agree with it.
+//! Quantized products on the CPU run tallow-kernels' SIMD kernels where the type has one (F16,
+//! Q4_0, Q5_0, Q8_0, Q4_K, Q6_K: what llama.cpp's common files hold) and candle's
+//! ggml-compatible block kernels (`k_quants::matmul`) for the rest. Both convert the activations
+//! to the format's dot-product type (Q8_0, Q8_1 or Q8_K; f16/bf16 for half-precision weights)
+//! exactly as llama.cpp's CPU backend does, so results agree with it.
 
+use crate::cpu_values::with_f32_values;
 use crate::error::{Error, ErrorCode, Result};
 use crate::gguf::tensor_type::TensorType;
 use candle_core::quantized::k_quants::{
@@ -15,6 +18,7 @@ use candle_core::quantized::k_quants::{
 use candle_core::{Module, Tensor};
 use half::{bf16, f16};
 use std::sync::Arc;
+use tallow_kernels::matmul::{matmul, Isa};
 use tallow_kernels::{quantize_rows, QuantType};
 
 /// Bytes that quantized rows live in: a mapped file, or blocks made at load.
@@ -278,16 +282,21 @@ impl QuantMatrix {
             candle_core::bail!("matmul: input has {k} columns, weight has {}", self.cols);
         }
         let m: usize = out_dims.iter().product();
-        let lhs = x
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
         let mut dst = vec![0f32; m * self.rows];
-        let mkn = (m, k, self.rows);
-        with_block_type!(self.ty, T => {
-            let rhs = blocks::<T>(self.data()).map_err(candle_core::Error::wrap)?;
-            k_quants::matmul(mkn, &lhs, rhs, &mut dst)?
-        }, other => candle_core::bail!("tensor type {} is not supported", other.name()));
+        let kernel_type = quant_type(self.ty)
+            .filter(|&t| tallow_kernels::matmul::kernel(t, Isa::detect()).is_some());
+        with_f32_values(&x.to_dtype(candle_core::DType::F32)?, |lhs| {
+            if let Some(kernel_type) = kernel_type {
+                matmul(kernel_type, self.data(), self.rows, lhs, k, &mut dst);
+                Ok(())
+            } else {
+                let mkn = (m, k, self.rows);
+                with_block_type!(self.ty, T => {
+                    let rhs = blocks::<T>(self.data()).map_err(candle_core::Error::wrap)?;
+                    k_quants::matmul(mkn, lhs, rhs, &mut dst)
+                }, other => candle_core::bail!("tensor type {} is not supported", other.name()))
+            }
+        })??;
         out_dims.push(self.rows);
         Tensor::from_vec(dst, out_dims, x.device())
     }

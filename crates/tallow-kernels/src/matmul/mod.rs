@@ -1,0 +1,255 @@
+//! Matrix products with quantized weights, `dst[m, n] = a[m, k] · w[n, k]ᵀ`, on the CPU.
+//!
+//! The weights stay in ggml's block layout as the GGUF file stores them (read in place from the
+//! mapping). The activations are converted once per product into the weight type's dot format
+//! ([`ActFormat`]: 8-bit blocks for the quantized types, f16 for F16), then every output is an
+//! integer (or f16) dot product per block scaled in f32, as llama.cpp's CPU backend computes it.
+//!
+//! Work is cut into tiles of up to [`MAX_TILE`] weight rows × [`MAX_TILE`] activation rows, so
+//! each unpacked weight block meets several activation rows while it is in registers (prompt
+//! processing), and each activation block meets several weight rows (generation). Tiles are
+//! grouped into panels that run on the current rayon pool (the engine's, sized to the physical
+//! cores). Each weight type has its kernels in its own module: a portable one and SIMD ones
+//! chosen at run time ([`Isa`]).
+
+pub mod activations;
+mod f16;
+pub mod isa;
+mod q4_0;
+mod q4_k;
+mod q5_0;
+mod q6_k;
+mod q8_0;
+#[cfg(test)]
+mod testing;
+
+use crate::QuantType;
+pub use activations::ActFormat;
+pub use isa::Isa;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Largest tile a kernel computes in one call: weight rows and activation rows.
+pub const MAX_TILE: usize = 4;
+
+/// One kernel call's operands.
+pub struct Tile<'a> {
+    /// `rows` weight rows (1..=MAX_TILE) in the weight type's blocks, `w_row_bytes` apart.
+    pub w: &'a [u8],
+    pub w_row_bytes: usize,
+    pub rows: usize,
+    /// `cols` activation rows (1..=MAX_TILE) in the type's [`ActFormat`], `a_row_bytes` apart.
+    pub a: &'a [u8],
+    pub a_row_bytes: usize,
+    pub cols: usize,
+    /// Blocks per row, the same count on both sides (k / block size; k for F16).
+    pub blocks: usize,
+}
+
+/// Writes `out[r][c]` = dot(weight row r, activation row c) for r < rows, c < cols.
+pub type TileFn = fn(&Tile<'_>, &mut [[f32; MAX_TILE]; MAX_TILE]);
+
+/// A weight type's kernel for one instruction set.
+#[derive(Clone, Copy)]
+pub struct Kernel {
+    pub act: ActFormat,
+    pub tile: TileFn,
+}
+
+/// The kernel for weights of type `ty` on `isa` (the best variant that tier can run), or None for
+/// the types without one (they use candle's block kernels) and for a tier this CPU lacks (its
+/// instructions would fault).
+pub fn kernel(ty: QuantType, isa: Isa) -> Option<Kernel> {
+    if !Isa::available().contains(&isa) {
+        return None;
+    }
+    let (act, tile) = match ty {
+        QuantType::F16 => (ActFormat::F16, f16::select(isa)),
+        QuantType::Q4_0 => (ActFormat::Q8, q4_0::select(isa)),
+        QuantType::Q5_0 => (ActFormat::Q8, q5_0::select(isa)),
+        QuantType::Q8_0 => (ActFormat::Q8, q8_0::select(isa)),
+        QuantType::Q4K => (ActFormat::Q8K, q4_k::select(isa)),
+        QuantType::Q6K => (ActFormat::Q8K, q6_k::select(isa)),
+        _ => return None,
+    };
+    Some(Kernel { act, tile })
+}
+
+/// Activation rows per panel: one panel's converted activations (64 rows of up to 2 KiB per
+/// thousand values) stay in L2 while the panel's weight rows stream past.
+const COL_PANEL: usize = 64;
+/// Weight rows per panel when there are many activation rows.
+const ROW_PANEL: usize = 16;
+
+/// `dst[m, n] = a[m, k] · w[n, k]ᵀ` with `w` the `n` rows of type `ty` in ggml's block layout, on
+/// the best kernel for this CPU, in parallel on the current rayon pool.
+///
+/// # Panics
+/// If `ty` has no kernel ([`kernel`]), `k` is not a multiple of its block size, or a slice has
+/// the wrong length.
+pub fn matmul(ty: QuantType, w: &[u8], n: usize, a: &[f32], k: usize, dst: &mut [f32]) {
+    matmul_on(Isa::detect(), ty, w, n, a, k, dst)
+}
+
+/// [`matmul`] on a given instruction set tier.
+///
+/// # Panics
+/// As [`matmul`], and if this CPU lacks `isa` ([`Isa::available`]).
+pub fn matmul_on(
+    isa: Isa,
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    a: &[f32],
+    k: usize,
+    dst: &mut [f32],
+) {
+    let kernel = kernel(ty, isa).unwrap_or_else(|| panic!("no matmul kernel for {ty:?}"));
+    let block = ty.block_size();
+    assert!(
+        k > 0 && k.is_multiple_of(block),
+        "{ty:?}: k = {k} is not a multiple of {block}"
+    );
+    assert!(a.len().is_multiple_of(k), "activations are not rows of {k}");
+    let m = a.len() / k;
+    let w_row_bytes = k / block * ty.block_bytes();
+    assert_eq!(
+        w.len(),
+        n * w_row_bytes,
+        "{ty:?}: weight bytes for {n} rows of {k}"
+    );
+    assert_eq!(dst.len(), m * n, "output size for [{m}, {n}]");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let a_row_bytes = kernel.act.row_bytes(k);
+    thread_local! {
+        /// Converted activations, reused by every product on this thread (no allocation per
+        /// token once the largest product has run).
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|scratch| {
+        if scratch.len() < m * a_row_bytes {
+            scratch.resize(m * a_row_bytes, 0);
+        }
+        let acts = &mut scratch[..m * a_row_bytes];
+        if m == 1 {
+            kernel.act.convert_row(a, acts);
+        } else {
+            acts.par_chunks_mut(a_row_bytes)
+                .zip(a.par_chunks(k))
+                .for_each(|(out, x)| kernel.act.convert_row(x, out));
+        }
+        let operands = Operands {
+            tile: kernel.tile,
+            w,
+            w_row_bytes,
+            n,
+            acts,
+            a_row_bytes,
+            m,
+            blocks: k / block,
+        };
+        operands.run(dst);
+    });
+}
+
+/// Everything a panel needs, shared by the threads.
+struct Operands<'a> {
+    tile: TileFn,
+    w: &'a [u8],
+    w_row_bytes: usize,
+    n: usize,
+    acts: &'a [u8],
+    a_row_bytes: usize,
+    m: usize,
+    blocks: usize,
+}
+
+/// The output, written by many threads, each to its own cells.
+struct Output(*mut f32);
+// SAFETY: panels cover disjoint (row, column) cells of the output, so no cell is written twice
+// and none is read; the buffer outlives the parallel loop that uses it.
+unsafe impl Sync for Output {}
+
+impl Operands<'_> {
+    fn run(&self, dst: &mut [f32]) {
+        let threads = rayon::current_num_threads().max(1);
+        // Few activation rows (generation): split the weight rows into about 8 panels per
+        // thread, enough to even out, in whole tiles. Many (a prompt): small square-ish panels.
+        let row_panel = if self.m <= MAX_TILE {
+            self.n.div_ceil(threads * 8).next_multiple_of(MAX_TILE)
+        } else {
+            ROW_PANEL
+        };
+        let row_panels = self.n.div_ceil(row_panel);
+        let col_panels = self.m.div_ceil(COL_PANEL);
+        let out = Output(dst.as_mut_ptr());
+        let panel = |index: usize| {
+            let (rp, cp) = (index % row_panels, index / row_panels);
+            let rows = rp * row_panel..((rp + 1) * row_panel).min(self.n);
+            let cols = cp * COL_PANEL..((cp + 1) * COL_PANEL).min(self.m);
+            self.panel(rows, cols, &out);
+        };
+        if row_panels * col_panels == 1 || threads == 1 {
+            (0..row_panels * col_panels).for_each(panel);
+        } else {
+            (0..row_panels * col_panels).into_par_iter().for_each(panel);
+        }
+    }
+
+    /// Weight rows `rows` × activation rows `cols`, tile by tile: each weight tile meets every
+    /// activation tile of the panel while it is in L1.
+    fn panel(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, out: &Output) {
+        let mut tile_out = [[0f32; MAX_TILE]; MAX_TILE];
+        for r0 in rows.clone().step_by(MAX_TILE) {
+            let tile_rows = MAX_TILE.min(rows.end - r0);
+            let w = &self.w[r0 * self.w_row_bytes..(r0 + tile_rows) * self.w_row_bytes];
+            for c0 in cols.clone().step_by(MAX_TILE) {
+                let tile_cols = MAX_TILE.min(cols.end - c0);
+                let a = &self.acts[c0 * self.a_row_bytes..(c0 + tile_cols) * self.a_row_bytes];
+                let tile = Tile {
+                    w,
+                    w_row_bytes: self.w_row_bytes,
+                    rows: tile_rows,
+                    a,
+                    a_row_bytes: self.a_row_bytes,
+                    cols: tile_cols,
+                    blocks: self.blocks,
+                };
+                (self.tile)(&tile, &mut tile_out);
+                for (c, col) in (c0..c0 + tile_cols).enumerate() {
+                    for (r, row) in (r0..r0 + tile_rows).enumerate() {
+                        debug_assert!(col < self.m && row < self.n);
+                        // SAFETY: row < n and col < m, so the cell is inside dst [m, n]; this
+                        // panel is the only one covering it.
+                        unsafe { *out.0.add(col * self.n + row) = tile_out[r][c] };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The driver over every kernel: shapes with partial tiles and panels on both sides, one
+    /// thread and several, against the f64 reference.
+    #[test]
+    fn matmul_matches_the_reference_for_every_type_and_shape() {
+        for ty in testing::TYPES {
+            for &isa in Isa::available() {
+                for (m, n) in [(1, 1), (1, 37), (3, 5), (5, 3), (70, 21), (2, 130)] {
+                    let k = if ty.block_size() == 1 {
+                        33
+                    } else {
+                        3 * ty.block_size()
+                    };
+                    testing::check_matmul(isa, ty, m, n, k);
+                }
+            }
+        }
+    }
+}

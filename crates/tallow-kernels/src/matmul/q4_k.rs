@@ -1,0 +1,420 @@
+//! Q4_K weights × [`Q8KBlock`] activations.
+//!
+//! A Q4_K super-block (144 bytes) holds 256 values in 8 sub-blocks of 32:
+//!
+//! - bytes 0..2: `d` (f16), the scale of the sub-block scales;
+//! - bytes 2..4: `dmin` (f16), the scale of the sub-block minimums;
+//! - bytes 4..16: each sub-block's 6-bit scale `sc` and 6-bit minimum `m`, packed as
+//!   [`scales_mins`] reads them;
+//! - bytes 16..144: 4-bit codes `q`, 4 chunks of 32 bytes: chunk j holds sub-block 2j in its low
+//!   nibbles and sub-block 2j + 1 in its high ones.
+//!
+//! A value is `d·sc·q − dmin·m`. Against a Q8_K block (scale `da`, codes `a`, `bsums`) the
+//! super-block's dot product is
+//! `da·(d·Σ_s sc_s·Σ_{i∈s} q_i·a_i − dmin·Σ_s m_s·(bsums[2s] + bsums[2s+1]))`: integer sums
+//! scaled once per super-block, the minimums meeting the activations' sums of 16.
+
+use super::activations::{read_block, Q8KBlock, QK_K};
+use super::{Isa, Tile, TileFn, MAX_TILE};
+use half::f16;
+
+pub(super) const BLOCK_BYTES: usize = 144;
+/// Bytes of one activation block.
+const A_BYTES: usize = size_of::<Q8KBlock>();
+
+pub(super) fn select(isa: Isa) -> TileFn {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => tile_avx512vnni,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => tile_avx2,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => tile_neon,
+        _ => tile_scalar,
+    }
+}
+
+/// The 8 sub-block scales and the 8 minimums of a super-block, byte s of each for sub-block s
+/// (ggml's `get_scale_min_k4` for all eight at once). In the 12 bytes, read as little-endian
+/// words w0, w1, w2: sub-blocks 0..3 have their scales in the low 6 bits of w0's bytes and their
+/// minimums in w1's; sub-blocks 4..7 have their low 4 bits in w2's bytes (scale in the low
+/// nibble, minimum in the high one) and their top 2 bits in the top 2 bits of w0's (scales) and
+/// w1's (minimums) bytes.
+fn scales_mins(packed: [u8; 12]) -> (u64, u64) {
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            packed[4 * i],
+            packed[4 * i + 1],
+            packed[4 * i + 2],
+            packed[4 * i + 3],
+        ])
+    };
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let scales_lo = w0 & 0x3f3f_3f3f;
+    let mins_lo = w1 & 0x3f3f_3f3f;
+    let scales_hi = (w2 & 0x0f0f_0f0f) | ((w0 >> 2) & 0x3030_3030);
+    let mins_hi = ((w2 >> 4) & 0x0f0f_0f0f) | ((w1 >> 2) & 0x3030_3030);
+    (
+        scales_lo as u64 | (scales_hi as u64) << 32,
+        mins_lo as u64 | (mins_hi as u64) << 32,
+    )
+}
+
+/// The portable kernel, and the reference the SIMD ones are read against.
+fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
+    for (r, out_row) in out.iter_mut().enumerate().take(t.rows) {
+        let w = &t.w[r * t.w_row_bytes..][..t.w_row_bytes];
+        let mut sums = [0f32; MAX_TILE];
+        for b in 0..t.blocks {
+            let wb = &w[b * BLOCK_BYTES..][..BLOCK_BYTES];
+            let d = f16::from_le_bytes([wb[0], wb[1]]).to_f32();
+            let dmin = f16::from_le_bytes([wb[2], wb[3]]).to_f32();
+            let (scales, mins) = scales_mins(wb[4..16].try_into().unwrap());
+            let (scales, mins) = (scales.to_le_bytes(), mins.to_le_bytes());
+            // The codes in value order, unpacked once for every activation row.
+            let mut q = [0u8; QK_K];
+            for (j, chunk) in wb[16..].chunks_exact(32).enumerate() {
+                for (l, &byte) in chunk.iter().enumerate() {
+                    q[64 * j + l] = byte & 15;
+                    q[64 * j + 32 + l] = byte >> 4;
+                }
+            }
+            for (c, sum) in sums.iter_mut().enumerate().take(t.cols) {
+                let ab: Q8KBlock = read_block(&t.a[c * t.a_row_bytes + b * A_BYTES..]);
+                let mut dot = 0i32;
+                let mut min_dot = 0i32;
+                for s in 0..8 {
+                    let sub: i32 = q[32 * s..32 * s + 32]
+                        .iter()
+                        .zip(&ab.qs[32 * s..32 * s + 32])
+                        .map(|(&q, &a)| q as i32 * a as i32)
+                        .sum();
+                    dot += scales[s] as i32 * sub;
+                    min_dot +=
+                        mins[s] as i32 * (ab.bsums[2 * s] as i32 + ab.bsums[2 * s + 1] as i32);
+                }
+                *sum += ab.d * (d * dot as f32 - dmin * min_dot as f32);
+            }
+        }
+        out_row[..t.cols].copy_from_slice(&sums[..t.cols]);
+    }
+}
+
+/// Panics unless the tile's slices hold every block the SIMD kernels read through pointers.
+fn check_bounds(t: &Tile<'_>) {
+    assert!((1..=MAX_TILE).contains(&t.rows) && (1..=MAX_TILE).contains(&t.cols));
+    assert!(t.w.len() >= (t.rows - 1) * t.w_row_bytes + t.blocks * BLOCK_BYTES);
+    assert!(t.a.len() >= (t.cols - 1) * t.a_row_bytes + t.blocks * A_BYTES);
+}
+
+/// Calls `$f::<COLS>` for the tile's number of activation rows, so that the loops over them
+/// unroll and their accumulators live in registers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_cols {
+    ($f:ident, $t:expr, $out:expr) => {
+        match $t.cols {
+            1 => $f::<1>($t, $out),
+            2 => $f::<2>($t, $out),
+            3 => $f::<3>($t, $out),
+            4 => $f::<4>($t, $out),
+            cols => unreachable!("tile of {cols} activation rows"),
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+fn tile_avx2(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
+    check_bounds(t);
+    // SAFETY: select() hands this kernel out for Isa::Avx2 only, which Isa::detect/available
+    // report only when the CPU has AVX2, FMA and F16C; check_bounds keeps every read inside the
+    // tile's slices.
+    unsafe { by_cols!(tile_avx2_cols, t, out) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn tile_avx512vnni(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
+    check_bounds(t);
+    // SAFETY: select() hands this kernel out for Isa::Avx512Vnni only, which Isa::detect/
+    // available report only when the CPU has AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI;
+    // check_bounds keeps every read inside the tile's slices.
+    unsafe { by_cols!(tile_avx512vnni_cols, t, out) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_avx2_cols<const COLS: usize>(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
+    x86::tile::<COLS, false>(t, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_avx512vnni_cols<const COLS: usize>(
+    t: &Tile<'_>,
+    out: &mut [[f32; MAX_TILE]; MAX_TILE],
+) {
+    x86::tile::<COLS, true>(t, out)
+}
+
+/// The AVX2 and AVX-512 VNNI kernels: one body, inlined into each `#[target_feature]` entry so
+/// that it is compiled for that entry's instructions.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{scales_mins, Tile, A_BYTES, BLOCK_BYTES, MAX_TILE};
+    use crate::matmul::activations::QK_K;
+    use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
+    use std::ptr::read_unaligned;
+
+    /// `acc + Σ p·s` over pairs of i16 lanes into the i32 lanes: one instruction with VNNI, a
+    /// multiply-add and an add without.
+    #[inline(always)]
+    unsafe fn madd_acc<const VNNI: bool>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+        if VNNI {
+            dpwssd(acc, p, s)
+        } else {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))
+        }
+    }
+
+    /// `vpdpwssd` written out: LLVM splits the intrinsic back into `vpmaddwd` + `vpaddd` for
+    /// CPUs it does not know to run it fast (every CPU, compiled for generic x86-64), which
+    /// costs an instruction per use in a loop bound by instruction throughput.
+    #[target_feature(enable = "avx512vnni,avx512vl")]
+    #[inline]
+    unsafe fn dpwssd(mut acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+        std::arch::asm!(
+            "vpdpwssd {acc:y}, {p:y}, {s:y}",
+            acc = inout(zmm_reg) acc,
+            p = in(zmm_reg) p,
+            s = in(zmm_reg) s,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+        acc
+    }
+
+    /// The sum of the 8 lanes.
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+
+    /// Two vectors of one sub-block each (32 bytes: sub-block x in `x`, y in `y`) interleaved
+    /// by quadwords, [x0 y0 | x2 y2] and [x1 y1 | x3 y3]: both then hold sub-block x in i16
+    /// lanes 0..3 and 8..11 of a `maddubs` product and y in lanes 4..7 and 12..15, so that two
+    /// products can be added before the one multiply by the two sub-blocks' scales.
+    #[inline(always)]
+    unsafe fn interleave(x: __m256i, y: __m256i) -> [__m256i; 2] {
+        [_mm256_unpacklo_epi64(x, y), _mm256_unpackhi_epi64(x, y)]
+    }
+
+    /// Super-blocks of activations prepared at a time. The weight rows are then read 8
+    /// super-blocks (1152 bytes) in a row, a stream the hardware prefetchers follow, and the
+    /// prepared activations (2.5 KiB per activation row) stay in L1.
+    const GROUP: usize = 8;
+
+    /// Asks for the same super-block of the next row (the next tile's first row after the
+    /// last), read after this row's group: in generation the weights stream from memory once
+    /// per token, and prefetching keeps more of those reads in flight than the hardware
+    /// prefetcher does. Prefetches never fault, so the address may lie past the weights.
+    #[inline(always)]
+    unsafe fn prefetch_next_row(block: *const u8, row_bytes: usize) {
+        let next = block.wrapping_add(row_bytes);
+        for line in (0..BLOCK_BYTES).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line).cast());
+        }
+    }
+
+    /// One activation super-block, prepared once for every weight row of the tile.
+    #[derive(Clone, Copy)]
+    struct Prepared {
+        /// The codes, chunk j interleaved as [`interleave`] does into registers 2j and 2j + 1.
+        codes: [__m256i; 8],
+        /// The scale `da` in every lane.
+        da: __m256,
+        /// `da·(bsums[2s] + bsums[2s + 1])` in lane s.
+        bsums: __m256,
+    }
+
+    #[inline(always)]
+    unsafe fn prepare(a: *const u8) -> Prepared {
+        let da = _mm256_set1_ps(read_unaligned(a.cast::<f32>()));
+        let bsums = _mm256_loadu_si256(a.add(4 + QK_K).cast());
+        let bsums = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, _mm256_set1_epi16(1)));
+        let mut codes = [_mm256_setzero_si256(); 8];
+        for j in 0..4 {
+            let x = a.add(4 + 64 * j);
+            [codes[2 * j], codes[2 * j + 1]] = interleave(
+                _mm256_loadu_si256(x.cast()),
+                _mm256_loadu_si256(x.add(32).cast()),
+            );
+        }
+        Prepared {
+            codes,
+            da,
+            bsums: _mm256_mul_ps(bsums, da),
+        }
+    }
+
+    /// The [`super::Tile`] with exactly COLS activation rows, bounds already checked.
+    ///
+    /// [`GROUP`] super-blocks at a time, the activation rows' super-blocks are [`prepare`]d, then
+    /// meet each weight row in turn. Per super-block, a weight row's chunk j becomes 2 registers of
+    /// unsigned codes in the activations' layout (low nibbles sub-block 2j, high ones 2j + 1); per
+    /// activation row, two `maddubs` (u8 code × i8 activation, adjacent pairs summed to i16: at
+    /// most 2·15·127, twice that after the add) and one multiply-add by the two scales into i32
+    /// lanes. Each (row, column) pair's integer sum is scaled into its f32 accumulator once per
+    /// super-block, and the minimums' term added there as 8 f32 lanes, `dmin·m_s` (per weight row)
+    /// times the prepared bsums; the 8 lanes are summed at the end. The weight rows are a loop, not
+    /// unrolled, so that the compiler keeps one row's values in registers rather than interleaving
+    /// rows and spilling.
+    #[inline(always)]
+    pub(super) unsafe fn tile<const COLS: usize, const VNNI: bool>(
+        t: &Tile<'_>,
+        out: &mut [[f32; MAX_TILE]; MAX_TILE],
+    ) {
+        let nibble = _mm256_set1_epi8(0x0f);
+        let mut acc = [[_mm256_setzero_ps(); COLS]; MAX_TILE];
+        // [super-block][column]; only the first `group` super-blocks are written and read.
+        let mut prepared = [[MaybeUninit::<Prepared>::uninit(); COLS]; GROUP];
+        for b0 in (0..t.blocks).step_by(GROUP) {
+            let group = GROUP.min(t.blocks - b0);
+            for (g, prepared) in prepared.iter_mut().enumerate().take(group) {
+                for (c, p) in prepared.iter_mut().enumerate() {
+                    p.write(prepare(
+                        t.a.as_ptr().add(c * t.a_row_bytes + (b0 + g) * A_BYTES),
+                    ));
+                }
+            }
+            for (r, acc) in acc.iter_mut().enumerate().take(t.rows) {
+                let mut row = *acc;
+                for (g, a) in prepared.iter().enumerate().take(group) {
+                    let a: [&Prepared; COLS] = std::array::from_fn(|c| a[c].assume_init_ref());
+                    let w = t.w.as_ptr().add(r * t.w_row_bytes + (b0 + g) * BLOCK_BYTES);
+                    prefetch_next_row(w, t.w_row_bytes);
+                    let d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(read_unaligned(w.cast::<i32>())));
+                    let d = _mm256_broadcastss_ps(d_dmin);
+                    let dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(d_dmin));
+                    let (scales, mins) = scales_mins(read_unaligned(w.add(4).cast::<[u8; 12]>()));
+                    let scales = _mm256_set1_epi64x(scales as i64);
+                    // dmin·m_s in lane s.
+                    let mins = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(mins as i64));
+                    let mins = _mm256_mul_ps(_mm256_cvtepi32_ps(mins), dmin);
+                    let mut dot = [_mm256_setzero_si256(); COLS];
+                    for j in 0..4 {
+                        let q = _mm256_loadu_si256(w.add(16 + 32 * j).cast());
+                        let lo = _mm256_and_si256(q, nibble);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), nibble);
+                        let [w0, w1] = interleave(lo, hi);
+                        // The scales of sub-blocks 2j and 2j + 1 in the interleaved layout: byte
+                        // 2j or 2j + 1, then a zero byte.
+                        let byte = |sub: usize| (0x8000 | sub) as i16;
+                        let (s0, s1) = (byte(2 * j), byte(2 * j + 1));
+                        let scale = _mm256_shuffle_epi8(
+                            scales,
+                            _mm256_setr_epi16(
+                                s0, s0, s0, s0, s1, s1, s1, s1, s0, s0, s0, s0, s1, s1, s1, s1,
+                            ),
+                        );
+                        for c in 0..COLS {
+                            let p = _mm256_add_epi16(
+                                _mm256_maddubs_epi16(w0, a[c].codes[2 * j]),
+                                _mm256_maddubs_epi16(w1, a[c].codes[2 * j + 1]),
+                            );
+                            dot[c] = madd_acc::<VNNI>(dot[c], p, scale);
+                        }
+                    }
+                    for c in 0..COLS {
+                        let x = _mm256_cvtepi32_ps(dot[c]);
+                        let x = _mm256_fmadd_ps(x, _mm256_mul_ps(d, a[c].da), row[c]);
+                        row[c] = _mm256_fnmadd_ps(mins, a[c].bsums, x);
+                    }
+                }
+                *acc = row;
+            }
+        }
+        for (out_row, acc) in out.iter_mut().zip(&acc).take(t.rows) {
+            for (out, acc) in out_row.iter_mut().zip(acc) {
+                *out = hsum(*acc);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+fn tile_neon(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
+    check_bounds(t);
+    // SAFETY: every aarch64 CPU has NEON; check_bounds keeps every read inside the tile's
+    // slices.
+    unsafe { neon::tile(t, out) }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::{scales_mins, Tile, A_BYTES, BLOCK_BYTES, MAX_TILE};
+    use crate::matmul::activations::QK_K;
+    use half::f16;
+    use std::arch::aarch64::*;
+    use std::ptr::read_unaligned;
+
+    /// Per super-block, each weight row's 256 codes are unpacked once into 16 registers (0..15
+    /// as i8, sub-block s in registers 2s and 2s + 1) and meet every activation row: widening
+    /// multiplies summed in i16 lanes (4 products, at most 4·15·127), pairwise widened to i32
+    /// and scaled by the sub-block's scale.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn tile(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
+        let nibble = vdupq_n_u8(0x0f);
+        for (r, out_row) in out.iter_mut().enumerate().take(t.rows) {
+            let mut sums = [0f32; MAX_TILE];
+            for b in 0..t.blocks {
+                let w = t.w.as_ptr().add(r * t.w_row_bytes + b * BLOCK_BYTES);
+                let d = f16::from_bits(read_unaligned(w.cast::<u16>())).to_f32();
+                let dmin = f16::from_bits(read_unaligned(w.add(2).cast::<u16>())).to_f32();
+                let (scales, mins) = scales_mins(read_unaligned(w.add(4).cast::<[u8; 12]>()));
+                let mins = vreinterpretq_s16_u16(vmovl_u8(vcreate_u8(mins)));
+                let mut q = [vdupq_n_s8(0); 16];
+                for j in 0..4 {
+                    let lo = vld1q_u8(w.add(16 + 32 * j));
+                    let hi = vld1q_u8(w.add(32 + 32 * j));
+                    q[4 * j] = vreinterpretq_s8_u8(vandq_u8(lo, nibble));
+                    q[4 * j + 1] = vreinterpretq_s8_u8(vandq_u8(hi, nibble));
+                    q[4 * j + 2] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(lo));
+                    q[4 * j + 3] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(hi));
+                }
+                for (c, sum) in sums.iter_mut().enumerate().take(t.cols) {
+                    let a = t.a.as_ptr().add(c * t.a_row_bytes + b * A_BYTES);
+                    let x = a.add(4).cast::<i8>();
+                    let mut dot = vdupq_n_s32(0);
+                    for s in 0..8 {
+                        let (a0, a1) = (vld1q_s8(x.add(32 * s)), vld1q_s8(x.add(32 * s + 16)));
+                        let mut p = vmull_s8(vget_low_s8(q[2 * s]), vget_low_s8(a0));
+                        p = vmlal_high_s8(p, q[2 * s], a0);
+                        p = vmlal_s8(p, vget_low_s8(q[2 * s + 1]), vget_low_s8(a1));
+                        p = vmlal_high_s8(p, q[2 * s + 1], a1);
+                        dot = vmlaq_n_s32(dot, vpaddlq_s16(p), (scales >> (8 * s)) as u8 as i32);
+                    }
+                    // bsums[2s] + bsums[2s + 1] in lane s (at most 2·16·127), times m_s.
+                    let bsums = a.add(4 + QK_K).cast::<i16>();
+                    let pairs = vpaddq_s16(vld1q_s16(bsums), vld1q_s16(bsums.add(8)));
+                    let min_dot = vmlal_high_s16(
+                        vmull_s16(vget_low_s16(pairs), vget_low_s16(mins)),
+                        pairs,
+                        mins,
+                    );
+                    let da = read_unaligned(a.cast::<f32>());
+                    *sum += da * (d * vaddvq_s32(dot) as f32 - dmin * vaddvq_s32(min_dot) as f32);
+                }
+            }
+            out_row[..t.cols].copy_from_slice(&sums[..t.cols]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tiles_match_the_reference() {
+        super::super::testing::check_tiles(crate::QuantType::Q4K);
+    }
+}

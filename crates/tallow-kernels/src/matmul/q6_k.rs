@@ -1,0 +1,426 @@
+//! Q6_K weights × [`Q8KBlock`] activations.
+//!
+//! A Q6_K super-block (210 bytes) holds 256 values in 16 sub-blocks of 16, each a 6-bit code
+//! `q` split into its low 4 bits and its high 2:
+//!
+//! - bytes 0..128, `ql`: the low 4 bits, two halves of 64 bytes (values 0..128 and 128..256);
+//!   in half n, byte l < 32 holds value 128n + l in its low nibble and 128n + 64 + l in its
+//!   high one, byte 32 + l values 128n + 32 + l and 128n + 96 + l;
+//! - bytes 128..192, `qh`: the high 2 bits, two halves of 32 bytes: in half n, byte l holds
+//!   those of values 128n + l, + 32, + 64 and + 96 in its bits 0-1, 2-3, 4-5 and 6-7;
+//! - bytes 192..208: one signed 8-bit scale `sc` per sub-block of 16 values;
+//! - bytes 208..210: `d` (f16), the scale of the scales.
+//!
+//! A value is `d·sc·(q − 32)`. Against a Q8_K block (scale `da`, codes `a`, `bsums`) the
+//! super-block's dot product is `da·d·(Σ_k sc_k·Σ_{i∈k} q_i·a_i − 32·Σ_k sc_k·bsums[k])`: the
+//! offset meets the activations' sums of 16, so that the codes stay unsigned.
+
+use super::activations::{read_block, Q8KBlock, QK_K};
+use super::{Isa, Tile, TileFn, MAX_TILE};
+use half::f16;
+
+pub(super) const BLOCK_BYTES: usize = 210;
+/// Bytes of one activation block.
+const A_BYTES: usize = size_of::<Q8KBlock>();
+
+pub(super) fn select(isa: Isa) -> TileFn {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => tile_avx512vnni,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => tile_avx2,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => tile_neon,
+        _ => tile_scalar,
+    }
+}
+
+/// A super-block's 256 codes (0..63) in value order.
+fn codes(block: &[u8]) -> [u8; QK_K] {
+    let mut q = [0u8; QK_K];
+    for half in 0..2 {
+        let ql = &block[64 * half..][..64];
+        let qh = &block[128 + 32 * half..][..32];
+        let q = &mut q[128 * half..][..128];
+        for l in 0..32 {
+            let h = qh[l];
+            q[l] = (ql[l] & 15) | (h & 3) << 4;
+            q[l + 32] = (ql[l + 32] & 15) | (h >> 2 & 3) << 4;
+            q[l + 64] = (ql[l] >> 4) | (h >> 4 & 3) << 4;
+            q[l + 96] = (ql[l + 32] >> 4) | (h >> 6) << 4;
+        }
+    }
+    q
+}
+
+/// The portable kernel, and the reference the SIMD ones are read against.
+fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
+    for (r, out_row) in out.iter_mut().enumerate().take(t.rows) {
+        let w = &t.w[r * t.w_row_bytes..][..t.w_row_bytes];
+        let mut sums = [0f32; MAX_TILE];
+        for b in 0..t.blocks {
+            let wb = &w[b * BLOCK_BYTES..][..BLOCK_BYTES];
+            let q = codes(wb);
+            let scales = &wb[192..208];
+            let d = f16::from_le_bytes([wb[208], wb[209]]).to_f32();
+            for (c, sum) in sums.iter_mut().enumerate().take(t.cols) {
+                let ab: Q8KBlock = read_block(&t.a[c * t.a_row_bytes + b * A_BYTES..]);
+                let mut dot = 0i32;
+                for (k, &scale) in scales.iter().enumerate() {
+                    let sub: i32 = q[16 * k..16 * k + 16]
+                        .iter()
+                        .zip(&ab.qs[16 * k..16 * k + 16])
+                        .map(|(&q, &a)| q as i32 * a as i32)
+                        .sum();
+                    dot += scale as i8 as i32 * (sub - 32 * ab.bsums[k] as i32);
+                }
+                *sum += ab.d * d * dot as f32;
+            }
+        }
+        out_row[..t.cols].copy_from_slice(&sums[..t.cols]);
+    }
+}
+
+/// Panics unless the tile's slices hold every block the SIMD kernels read through pointers.
+fn check_bounds(t: &Tile<'_>) {
+    assert!((1..=MAX_TILE).contains(&t.rows) && (1..=MAX_TILE).contains(&t.cols));
+    assert!(t.w.len() >= (t.rows - 1) * t.w_row_bytes + t.blocks * BLOCK_BYTES);
+    assert!(t.a.len() >= (t.cols - 1) * t.a_row_bytes + t.blocks * A_BYTES);
+}
+
+/// Calls `$f::<COLS>` for the tile's number of activation rows, so that the loops over them
+/// unroll and their accumulators live in registers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_cols {
+    ($f:ident, $t:expr, $out:expr) => {
+        match $t.cols {
+            1 => $f::<1>($t, $out),
+            2 => $f::<2>($t, $out),
+            3 => $f::<3>($t, $out),
+            4 => $f::<4>($t, $out),
+            cols => unreachable!("tile of {cols} activation rows"),
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+fn tile_avx2(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
+    check_bounds(t);
+    // SAFETY: select() hands this kernel out for Isa::Avx2 only, which Isa::detect/available
+    // report only when the CPU has AVX2, FMA and F16C; check_bounds keeps every read inside the
+    // tile's slices.
+    unsafe { by_cols!(tile_avx2_cols, t, out) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn tile_avx512vnni(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
+    check_bounds(t);
+    // SAFETY: select() hands this kernel out for Isa::Avx512Vnni only, which Isa::detect/
+    // available report only when the CPU has AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI;
+    // check_bounds keeps every read inside the tile's slices.
+    unsafe { by_cols!(tile_avx512vnni_cols, t, out) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_avx2_cols<const COLS: usize>(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
+    x86::tile::<COLS, false>(t, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_avx512vnni_cols<const COLS: usize>(
+    t: &Tile<'_>,
+    out: &mut [[f32; MAX_TILE]; MAX_TILE],
+) {
+    x86::tile::<COLS, true>(t, out)
+}
+
+/// The AVX2 and AVX-512 VNNI kernels: one body, inlined into each `#[target_feature]` entry so
+/// that it is compiled for that entry's instructions.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Tile, A_BYTES, BLOCK_BYTES, MAX_TILE};
+    use crate::matmul::activations::QK_K;
+    use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
+    use std::ptr::read_unaligned;
+
+    /// `acc + Σ p·s` over pairs of i16 lanes into the i32 lanes: one instruction with VNNI, a
+    /// multiply-add and an add without.
+    #[inline(always)]
+    unsafe fn madd_acc<const VNNI: bool>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+        if VNNI {
+            dpwssd(acc, p, s)
+        } else {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))
+        }
+    }
+
+    /// `vpdpwssd` written out: LLVM splits the intrinsic back into `vpmaddwd` + `vpaddd` for
+    /// CPUs it does not know to run it fast (every CPU, compiled for generic x86-64), which
+    /// costs an instruction per use in a loop bound by instruction throughput.
+    #[target_feature(enable = "avx512vnni,avx512vl")]
+    #[inline]
+    unsafe fn dpwssd(mut acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+        std::arch::asm!(
+            "vpdpwssd {acc:y}, {p:y}, {s:y}",
+            acc = inout(zmm_reg) acc,
+            p = in(zmm_reg) p,
+            s = in(zmm_reg) s,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+        acc
+    }
+
+    /// The sum of the 8 lanes.
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+
+    /// Two chunks of 32 values (x and y: sub-blocks 2x and 2x + 1 of 16 values, and 2y and
+    /// 2y + 1) interleaved by quadwords, [x0 y0 | x2 y2] and [x1 y1 | x3 y3]: both then hold, in
+    /// the i16 lanes of a `maddubs` product, sub-blocks 2x, 2y, 2x + 1 and 2y + 1 in lanes
+    /// 0..3, 4..7, 8..11 and 12..15, so that two products can be added before the one multiply
+    /// by the four sub-blocks' scales.
+    #[inline(always)]
+    unsafe fn interleave(x: __m256i, y: __m256i) -> [__m256i; 2] {
+        [_mm256_unpacklo_epi64(x, y), _mm256_unpackhi_epi64(x, y)]
+    }
+
+    /// Super-blocks of activations prepared at a time. The weight rows are then read 8
+    /// super-blocks (1680 bytes) in a row, a stream the hardware prefetchers follow, and the
+    /// prepared activations (2.5 KiB per activation row) stay in L1.
+    const GROUP: usize = 8;
+
+    /// Asks for the same super-block of the next row (the next tile's first row after the
+    /// last), read after this row's group: in generation the weights stream from memory once
+    /// per token, and prefetching keeps more of those reads in flight than the hardware
+    /// prefetcher does. Prefetches never fault, so the address may lie past the weights.
+    #[inline(always)]
+    unsafe fn prefetch_next_row(block: *const u8, row_bytes: usize) {
+        let next = block.wrapping_add(row_bytes);
+        for line in (0..BLOCK_BYTES).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line).cast());
+        }
+    }
+
+    /// One activation super-block, prepared once for every weight row of the tile.
+    #[derive(Clone, Copy)]
+    struct Prepared {
+        /// The codes, chunks 2v and 2v + 1 interleaved as [`interleave`] does into registers
+        /// 2v and 2v + 1.
+        codes: [__m256i; 8],
+        /// The scale `da` in every lane.
+        da: __m256,
+        /// The sums of 16 codes, i16.
+        bsums: __m256i,
+    }
+
+    #[inline(always)]
+    unsafe fn prepare(a: *const u8) -> Prepared {
+        let mut codes = [_mm256_setzero_si256(); 8];
+        for v in 0..4 {
+            let x = a.add(4 + 64 * v);
+            [codes[2 * v], codes[2 * v + 1]] = interleave(
+                _mm256_loadu_si256(x.cast()),
+                _mm256_loadu_si256(x.add(32).cast()),
+            );
+        }
+        Prepared {
+            codes,
+            da: _mm256_set1_ps(read_unaligned(a.cast::<f32>())),
+            bsums: _mm256_loadu_si256(a.add(4 + QK_K).cast()),
+        }
+    }
+
+    /// The [`super::Tile`] with exactly COLS activation rows, bounds already checked.
+    ///
+    /// [`GROUP`] super-blocks at a time, the activation rows' super-blocks are [`prepare`]d, then
+    /// meet each weight row in turn. Per super-block, a weight row's 6-bit codes are assembled from
+    /// their two parts into 8 registers of 32 unsigned codes in the activations' layout; per
+    /// activation row and pair of chunks, two `maddubs` (u8 code × i8 activation, adjacent pairs
+    /// summed to i16: at most 2·63·127, twice that after the add) and one multiply-add by the four
+    /// sub-blocks' scales into i32 lanes, which start from the offset's `−32·Σ_k sc_k·bsums[k]`.
+    /// Each (row, column) pair's integer sum is scaled into its f32 accumulator once per
+    /// super-block; the 8 lanes are summed at the end. The weight rows are a loop, not unrolled, so
+    /// that the compiler keeps one row's values in registers rather than interleaving rows and
+    /// spilling.
+    #[inline(always)]
+    pub(super) unsafe fn tile<const COLS: usize, const VNNI: bool>(
+        t: &Tile<'_>,
+        out: &mut [[f32; MAX_TILE]; MAX_TILE],
+    ) {
+        let low4 = _mm256_set1_epi8(0x0f);
+        let high2 = _mm256_set1_epi8(0x30);
+        let mut acc = [[_mm256_setzero_ps(); COLS]; MAX_TILE];
+        // [super-block][column]; only the first `group` super-blocks are written and read.
+        let mut prepared = [[MaybeUninit::<Prepared>::uninit(); COLS]; GROUP];
+        for b0 in (0..t.blocks).step_by(GROUP) {
+            let group = GROUP.min(t.blocks - b0);
+            for (g, prepared) in prepared.iter_mut().enumerate().take(group) {
+                for (c, p) in prepared.iter_mut().enumerate() {
+                    p.write(prepare(
+                        t.a.as_ptr().add(c * t.a_row_bytes + (b0 + g) * A_BYTES),
+                    ));
+                }
+            }
+            for (r, acc) in acc.iter_mut().enumerate().take(t.rows) {
+                let mut row = *acc;
+                for (g, a) in prepared.iter().enumerate().take(group) {
+                    let a: [&Prepared; COLS] = std::array::from_fn(|c| a[c].assume_init_ref());
+                    let w = t.w.as_ptr().add(r * t.w_row_bytes + (b0 + g) * BLOCK_BYTES);
+                    prefetch_next_row(w, t.w_row_bytes);
+                    let d = read_unaligned(w.add(208).cast::<u16>());
+                    let d = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(d as i32)));
+                    // The 16 scales as i16: the offset's multipliers, −32·sc_k in lane k
+                    // (bsums[k]'s lane), and each half's scales in both 128-bit lanes for the
+                    // shuffles.
+                    let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(192).cast()));
+                    let offset =
+                        _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16::<5>(scales));
+                    let halves = [
+                        _mm256_permute2x128_si256::<0x00>(scales, scales),
+                        _mm256_permute2x128_si256::<0x11>(scales, scales),
+                    ];
+                    let mut dot = [_mm256_setzero_si256(); COLS];
+                    for c in 0..COLS {
+                        dot[c] = madd_acc::<VNNI>(dot[c], a[c].bsums, offset);
+                    }
+                    for (n, half) in halves.iter().enumerate() {
+                        let ql0 = _mm256_loadu_si256(w.add(64 * n).cast());
+                        let ql1 = _mm256_loadu_si256(w.add(64 * n + 32).cast());
+                        let qh = _mm256_loadu_si256(w.add(128 + 32 * n).cast());
+                        // Chunks 4n..4n + 4 of 32 codes: low 4 bits from ql, high 2 from qh.
+                        let chunks = [
+                            _mm256_or_si256(
+                                _mm256_and_si256(ql0, low4),
+                                _mm256_and_si256(_mm256_slli_epi16::<4>(qh), high2),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(ql1, low4),
+                                _mm256_and_si256(_mm256_slli_epi16::<2>(qh), high2),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low4),
+                                _mm256_and_si256(qh, high2),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low4),
+                                _mm256_and_si256(_mm256_srli_epi16::<2>(qh), high2),
+                            ),
+                        ];
+                        for p in 0..2 {
+                            let [w0, w1] = interleave(chunks[2 * p], chunks[2 * p + 1]);
+                            // Scales 4p..4p + 4 of this half as interleave lays the sub-blocks
+                            // out: [4p, 4p + 2 | 4p + 1, 4p + 3], four i16 lanes each.
+                            let k = |i: i16| (4 * p as i16 + i) * 0x0202 + 0x0100;
+                            let (k0, k1, k2, k3) = (k(0), k(2), k(1), k(3));
+                            let scale = _mm256_shuffle_epi8(
+                                *half,
+                                _mm256_setr_epi16(
+                                    k0, k0, k0, k0, k1, k1, k1, k1, k2, k2, k2, k2, k3, k3, k3, k3,
+                                ),
+                            );
+                            let v = 4 * n + 2 * p;
+                            for c in 0..COLS {
+                                let prod = _mm256_add_epi16(
+                                    _mm256_maddubs_epi16(w0, a[c].codes[v]),
+                                    _mm256_maddubs_epi16(w1, a[c].codes[v + 1]),
+                                );
+                                dot[c] = madd_acc::<VNNI>(dot[c], prod, scale);
+                            }
+                        }
+                    }
+                    for c in 0..COLS {
+                        let x = _mm256_cvtepi32_ps(dot[c]);
+                        row[c] = _mm256_fmadd_ps(x, _mm256_mul_ps(d, a[c].da), row[c]);
+                    }
+                }
+                *acc = row;
+            }
+        }
+        for (out_row, acc) in out.iter_mut().zip(&acc).take(t.rows) {
+            for (out, acc) in out_row.iter_mut().zip(acc) {
+                *out = hsum(*acc);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+fn tile_neon(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
+    check_bounds(t);
+    // SAFETY: every aarch64 CPU has NEON; check_bounds keeps every read inside the tile's
+    // slices.
+    unsafe { neon::tile(t, out) }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::{Tile, A_BYTES, BLOCK_BYTES, MAX_TILE};
+    use half::f16;
+    use std::arch::aarch64::*;
+    use std::ptr::read_unaligned;
+
+    /// Per super-block, each weight row's 256 codes are assembled once into 16 registers of
+    /// signed `q − 32` (register k: sub-block k) and meet every activation row: widening
+    /// multiplies summed in i16 lanes (2 products, at most 2·32·128), pairwise widened to i32
+    /// and scaled by the sub-block's scale.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn tile(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
+        let low4 = vdupq_n_u8(0x0f);
+        let high2 = vdupq_n_u8(0x30);
+        let offset = vdupq_n_s8(32);
+        for (r, out_row) in out.iter_mut().enumerate().take(t.rows) {
+            let mut sums = [0f32; MAX_TILE];
+            for b in 0..t.blocks {
+                let w = t.w.as_ptr().add(r * t.w_row_bytes + b * BLOCK_BYTES);
+                let d = f16::from_bits(read_unaligned(w.add(208).cast::<u16>())).to_f32();
+                let scales = w.add(192).cast::<i8>();
+                let mut q = [vdupq_n_s8(0); 16];
+                for half in 0..2 {
+                    for l in 0..2 {
+                        let ql0 = vld1q_u8(w.add(64 * half + 16 * l));
+                        let ql1 = vld1q_u8(w.add(64 * half + 32 + 16 * l));
+                        let qh = vld1q_u8(w.add(128 + 32 * half + 16 * l));
+                        let codes = [
+                            vorrq_u8(vandq_u8(ql0, low4), vandq_u8(vshlq_n_u8::<4>(qh), high2)),
+                            vorrq_u8(vandq_u8(ql1, low4), vandq_u8(vshlq_n_u8::<2>(qh), high2)),
+                            vorrq_u8(vshrq_n_u8::<4>(ql0), vandq_u8(qh, high2)),
+                            vorrq_u8(vshrq_n_u8::<4>(ql1), vandq_u8(vshrq_n_u8::<2>(qh), high2)),
+                        ];
+                        // Values 128·half + 32·i + 16·l + 0..16: sub-block 8·half + 2·i + l.
+                        for (i, codes) in codes.into_iter().enumerate() {
+                            q[8 * half + 2 * i + l] = vsubq_s8(vreinterpretq_s8_u8(codes), offset);
+                        }
+                    }
+                }
+                for (c, sum) in sums.iter_mut().enumerate().take(t.cols) {
+                    let a = t.a.as_ptr().add(c * t.a_row_bytes + b * A_BYTES);
+                    let x = a.add(4).cast::<i8>();
+                    let mut dot = vdupq_n_s32(0);
+                    for (k, q) in q.iter().enumerate() {
+                        let a = vld1q_s8(x.add(16 * k));
+                        let p = vmlal_high_s8(vmull_s8(vget_low_s8(*q), vget_low_s8(a)), *q, a);
+                        dot = vmlaq_n_s32(dot, vpaddlq_s16(p), *scales.add(k) as i32);
+                    }
+                    let da = read_unaligned(a.cast::<f32>());
+                    *sum += da * d * vaddvq_s32(dot) as f32;
+                }
+            }
+            out_row[..t.cols].copy_from_slice(&sums[..t.cols]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tiles_match_the_reference() {
+        super::super::testing::check_tiles(crate::QuantType::Q6K);
+    }
+}
