@@ -53,6 +53,9 @@ pub struct QuantMatrix {
     ty: TensorType,
     rows: usize,
     cols: usize,
+    /// The type as tallow-kernels' matmul takes it, where it has a kernel on this CPU; None:
+    /// candle's block kernels run the product.
+    kernel_type: Option<QuantType>,
 }
 
 /// Runs `$body` with `$T` bound to the block type of `$ty`; `$other` for types without kernels.
@@ -205,12 +208,15 @@ impl QuantMatrix {
                 "tensor data lies outside its file",
             ));
         }
+        let kernel_type =
+            quant_type(ty).filter(|&t| tallow_kernels::matmul::kernel(t, Isa::detect()).is_some());
         let matrix = QuantMatrix {
             storage,
             start,
             ty,
             rows,
             cols,
+            kernel_type,
         };
         with_block_type!(ty, T => blocks::<T>(matrix.data()).map(|_| ()), _other => Ok(()))?;
         Ok(matrix)
@@ -283,10 +289,8 @@ impl QuantMatrix {
         }
         let m: usize = out_dims.iter().product();
         let mut dst = vec![0f32; m * self.rows];
-        let kernel_type = quant_type(self.ty)
-            .filter(|&t| tallow_kernels::matmul::kernel(t, Isa::detect()).is_some());
         with_f32_values(&x.to_dtype(candle_core::DType::F32)?, |lhs| {
-            if let Some(kernel_type) = kernel_type {
+            if let Some(kernel_type) = self.kernel_type {
                 matmul(kernel_type, self.data(), self.rows, lhs, k, &mut dst);
                 Ok(())
             } else {

@@ -60,6 +60,7 @@ mod x86 {
     }
 
     pub(super) fn tile_avx2(t: &Tile<'_>, out: &mut Out) {
+        t.check_bounds(2, 2);
         // AVX2 has 16 vector registers: at most 4 × 2 accumulators, so wider tiles go in two
         // column halves (the weight rows are re-read from L1).
         const SUB: [[SubTile; 2]; 4] = [
@@ -72,16 +73,17 @@ mod x86 {
         while c0 < t.cols {
             let cols = (t.cols - c0).min(2);
             // SAFETY: tile_avx2 is only selected when Isa::detect/available found AVX2, FMA and
-            // F16C; the sub-tile reads rows < t.rows and columns < t.cols of the tile's slices.
+            // F16C; it reads rows < t.rows and columns < t.cols, inside the checked slices.
             unsafe { SUB[t.rows - 1][cols - 1](t, 0, c0, out) };
             c0 += cols;
         }
     }
 
     pub(super) fn tile_avx512(t: &Tile<'_>, out: &mut Out) {
+        t.check_bounds(2, 2);
         const SUB: [[SubTile; 4]; 4] = table!(avx512);
         // SAFETY: only selected when Isa::detect/available found AVX-512 F (and AVX2, FMA,
-        // F16C); reads stay inside the tile's rows and columns.
+        // F16C); reads stay inside the tile's checked rows and columns.
         unsafe {
             if t.cols == 1 {
                 // Generation: one row after the other, so the weights stream sequentially.

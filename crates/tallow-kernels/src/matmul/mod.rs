@@ -13,6 +13,7 @@
 //! chosen at run time ([`Isa`]).
 
 pub mod activations;
+mod blocks32;
 mod f16;
 pub mod isa;
 mod q4_0;
@@ -20,6 +21,8 @@ mod q4_k;
 mod q5_0;
 mod q6_k;
 mod q8_0;
+#[cfg(target_arch = "x86_64")]
+mod super_blocks_x86;
 #[cfg(test)]
 mod testing;
 
@@ -44,6 +47,34 @@ pub struct Tile<'a> {
     pub cols: usize,
     /// Blocks per row, the same count on both sides (k / block size; k for F16).
     pub blocks: usize,
+}
+
+impl Tile<'_> {
+    /// Asserts that the tile's shape is 1..=MAX_TILE on both sides and that every block a SIMD
+    /// kernel reads lies inside its slices: with it, raw-pointer reads at
+    /// `r * w_row_bytes + b * w_block_bytes` (and likewise for the activations) stay in bounds.
+    pub fn check_bounds(&self, w_block_bytes: usize, a_block_bytes: usize) {
+        let fits = |len: usize, count: usize, row_bytes: usize, unit: usize| {
+            let used = self
+                .blocks
+                .checked_mul(unit)
+                .filter(|&used| used <= row_bytes);
+            let span = used.and_then(|used| (count - 1).checked_mul(row_bytes)?.checked_add(used));
+            span.is_some_and(|span| span <= len)
+        };
+        assert!(
+            (1..=MAX_TILE).contains(&self.rows) && (1..=MAX_TILE).contains(&self.cols),
+            "tile shape"
+        );
+        assert!(
+            fits(self.w.len(), self.rows, self.w_row_bytes, w_block_bytes),
+            "weight tile bounds"
+        );
+        assert!(
+            fits(self.a.len(), self.cols, self.a_row_bytes, a_block_bytes),
+            "activation tile bounds"
+        );
+    }
 }
 
 /// Writes `out[r][c]` = dot(weight row r, activation row c) for r < rows, c < cols.

@@ -3,28 +3,24 @@
 //! A Q4_0 block (18 bytes): f16 scale `d`, then 16 bytes of 4-bit codes; byte j holds value j in
 //! its low nibble and value j + 16 in its high one, and a value is `d · (code − 8)`.
 //!
-//! The SIMD kernels are [`super::q8_0`]'s, given the nibbles unpacked into byte codes.
+//! The SIMD kernels are [`super::blocks32`]'s, given the nibbles unpacked into byte codes.
 
 use super::activations::{read_block, Q8Block};
 use super::{Isa, Tile, TileFn, MAX_TILE};
 use half::f16;
 #[cfg(target_arch = "aarch64")]
-use {super::q8_0::neon, std::arch::aarch64::*};
+use {super::blocks32::neon, std::arch::aarch64::*};
 #[cfg(target_arch = "x86_64")]
-use {super::q8_0::x86, std::arch::x86_64::*};
+use {super::blocks32::x86, std::arch::x86_64::*};
 
 pub(super) const BLOCK_BYTES: usize = 18;
 
 pub(super) fn select(isa: Isa) -> TileFn {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => x86::tile_avx512vnni::<Blocks>,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::tile_avx2::<Blocks>,
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => neon::select::<Blocks>(),
-        _ => tile_scalar,
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if let Some(tile) = super::blocks32::simd::<Blocks>(isa) {
+        return tile;
     }
+    tile_scalar
 }
 
 /// The portable kernel, and the reference the SIMD ones are read against.
@@ -50,7 +46,7 @@ fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
     }
 }
 
-/// Q4_0 as the SIMD kernels of [`super::q8_0`] read it.
+/// Q4_0 as the SIMD kernels of [`super::blocks32`] read it.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 struct Blocks;
 

@@ -25,9 +25,9 @@ const A_BYTES: usize = size_of::<Q8KBlock>();
 pub(super) fn select(isa: Isa) -> TileFn {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => tile_avx512vnni,
+        Isa::Avx512Vnni => super::super_blocks_x86::tile_avx512vnni::<x86::Q4K>,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => tile_avx2,
+        Isa::Avx2 => super::super_blocks_x86::tile_avx2::<x86::Q4K>,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => tile_neon,
         _ => tile_scalar,
@@ -100,135 +100,18 @@ fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
     }
 }
 
-/// Panics unless the tile's slices hold every block the SIMD kernels read through pointers.
-fn check_bounds(t: &Tile<'_>) {
-    assert!((1..=MAX_TILE).contains(&t.rows) && (1..=MAX_TILE).contains(&t.cols));
-    assert!(t.w.len() >= (t.rows - 1) * t.w_row_bytes + t.blocks * BLOCK_BYTES);
-    assert!(t.a.len() >= (t.cols - 1) * t.a_row_bytes + t.blocks * A_BYTES);
-}
-
-/// Calls `$f::<COLS>` for the tile's number of activation rows, so that the loops over them
-/// unroll and their accumulators live in registers.
-#[cfg(target_arch = "x86_64")]
-macro_rules! by_cols {
-    ($f:ident, $t:expr, $out:expr) => {
-        match $t.cols {
-            1 => $f::<1>($t, $out),
-            2 => $f::<2>($t, $out),
-            3 => $f::<3>($t, $out),
-            4 => $f::<4>($t, $out),
-            cols => unreachable!("tile of {cols} activation rows"),
-        }
-    };
-}
-
-#[cfg(target_arch = "x86_64")]
-fn tile_avx2(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
-    check_bounds(t);
-    // SAFETY: select() hands this kernel out for Isa::Avx2 only, which Isa::detect/available
-    // report only when the CPU has AVX2, FMA and F16C; check_bounds keeps every read inside the
-    // tile's slices.
-    unsafe { by_cols!(tile_avx2_cols, t, out) }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn tile_avx512vnni(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
-    check_bounds(t);
-    // SAFETY: select() hands this kernel out for Isa::Avx512Vnni only, which Isa::detect/
-    // available report only when the CPU has AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI;
-    // check_bounds keeps every read inside the tile's slices.
-    unsafe { by_cols!(tile_avx512vnni_cols, t, out) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_avx2_cols<const COLS: usize>(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
-    x86::tile::<COLS, false>(t, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_avx512vnni_cols<const COLS: usize>(
-    t: &Tile<'_>,
-    out: &mut [[f32; MAX_TILE]; MAX_TILE],
-) {
-    x86::tile::<COLS, true>(t, out)
-}
-
-/// The AVX2 and AVX-512 VNNI kernels: one body, inlined into each `#[target_feature]` entry so
-/// that it is compiled for that entry's instructions.
+/// The body of the AVX2 and AVX-512 VNNI kernels ([`super::super_blocks_x86`]).
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{scales_mins, Tile, A_BYTES, BLOCK_BYTES, MAX_TILE};
+    use super::{scales_mins, BLOCK_BYTES};
     use crate::matmul::activations::QK_K;
+    use crate::matmul::super_blocks_x86::{interleave, madd_acc, SuperBlocks};
     use std::arch::x86_64::*;
-    use std::mem::MaybeUninit;
     use std::ptr::read_unaligned;
-
-    /// `acc + Σ p·s` over pairs of i16 lanes into the i32 lanes: one instruction with VNNI, a
-    /// multiply-add and an add without.
-    #[inline(always)]
-    unsafe fn madd_acc<const VNNI: bool>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
-        if VNNI {
-            dpwssd(acc, p, s)
-        } else {
-            _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))
-        }
-    }
-
-    /// `vpdpwssd` written out: LLVM splits the intrinsic back into `vpmaddwd` + `vpaddd` for
-    /// CPUs it does not know to run it fast (every CPU, compiled for generic x86-64), which
-    /// costs an instruction per use in a loop bound by instruction throughput.
-    #[target_feature(enable = "avx512vnni,avx512vl")]
-    #[inline]
-    unsafe fn dpwssd(mut acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
-        std::arch::asm!(
-            "vpdpwssd {acc:y}, {p:y}, {s:y}",
-            acc = inout(zmm_reg) acc,
-            p = in(zmm_reg) p,
-            s = in(zmm_reg) s,
-            options(pure, nomem, nostack, preserves_flags),
-        );
-        acc
-    }
-
-    /// The sum of the 8 lanes.
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-    }
-
-    /// Two vectors of one sub-block each (32 bytes: sub-block x in `x`, y in `y`) interleaved
-    /// by quadwords, [x0 y0 | x2 y2] and [x1 y1 | x3 y3]: both then hold sub-block x in i16
-    /// lanes 0..3 and 8..11 of a `maddubs` product and y in lanes 4..7 and 12..15, so that two
-    /// products can be added before the one multiply by the two sub-blocks' scales.
-    #[inline(always)]
-    unsafe fn interleave(x: __m256i, y: __m256i) -> [__m256i; 2] {
-        [_mm256_unpacklo_epi64(x, y), _mm256_unpackhi_epi64(x, y)]
-    }
-
-    /// Super-blocks of activations prepared at a time. The weight rows are then read 8
-    /// super-blocks (1152 bytes) in a row, a stream the hardware prefetchers follow, and the
-    /// prepared activations (2.5 KiB per activation row) stay in L1.
-    const GROUP: usize = 8;
-
-    /// Asks for the same super-block of the next row (the next tile's first row after the
-    /// last), read after this row's group: in generation the weights stream from memory once
-    /// per token, and prefetching keeps more of those reads in flight than the hardware
-    /// prefetcher does. Prefetches never fault, so the address may lie past the weights.
-    #[inline(always)]
-    unsafe fn prefetch_next_row(block: *const u8, row_bytes: usize) {
-        let next = block.wrapping_add(row_bytes);
-        for line in (0..BLOCK_BYTES).step_by(64) {
-            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line).cast());
-        }
-    }
 
     /// One activation super-block, prepared once for every weight row of the tile.
     #[derive(Clone, Copy)]
-    struct Prepared {
+    pub(in super::super) struct Prepared {
         /// The codes, chunk j interleaved as [`interleave`] does into registers 2j and 2j + 1.
         codes: [__m256i; 8],
         /// The scale `da` in every lane.
@@ -237,106 +120,83 @@ mod x86 {
         bsums: __m256,
     }
 
-    #[inline(always)]
-    unsafe fn prepare(a: *const u8) -> Prepared {
-        let da = _mm256_set1_ps(read_unaligned(a.cast::<f32>()));
-        let bsums = _mm256_loadu_si256(a.add(4 + QK_K).cast());
-        let bsums = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, _mm256_set1_epi16(1)));
-        let mut codes = [_mm256_setzero_si256(); 8];
-        for j in 0..4 {
-            let x = a.add(4 + 64 * j);
-            [codes[2 * j], codes[2 * j + 1]] = interleave(
-                _mm256_loadu_si256(x.cast()),
-                _mm256_loadu_si256(x.add(32).cast()),
-            );
-        }
-        Prepared {
-            codes,
-            da,
-            bsums: _mm256_mul_ps(bsums, da),
-        }
-    }
+    /// Per super-block, a weight row's chunk j becomes 2 registers of unsigned codes in the
+    /// activations' layout (low nibbles sub-block 2j, high ones 2j + 1); per activation row, two
+    /// `maddubs` (u8 code × i8 activation, adjacent pairs summed to i16: at most 2·15·127, twice
+    /// that after the add) and one multiply-add by the two scales into i32 lanes. Each (row,
+    /// column) pair's integer sum is scaled into its f32 accumulator once per super-block, and
+    /// the minimums' term added there as 8 f32 lanes, `dmin·m_s` (per weight row) times the
+    /// prepared bsums.
+    pub(in super::super) struct Q4K;
 
-    /// The [`super::Tile`] with exactly COLS activation rows, bounds already checked.
-    ///
-    /// [`GROUP`] super-blocks at a time, the activation rows' super-blocks are [`prepare`]d, then
-    /// meet each weight row in turn. Per super-block, a weight row's chunk j becomes 2 registers of
-    /// unsigned codes in the activations' layout (low nibbles sub-block 2j, high ones 2j + 1); per
-    /// activation row, two `maddubs` (u8 code × i8 activation, adjacent pairs summed to i16: at
-    /// most 2·15·127, twice that after the add) and one multiply-add by the two scales into i32
-    /// lanes. Each (row, column) pair's integer sum is scaled into its f32 accumulator once per
-    /// super-block, and the minimums' term added there as 8 f32 lanes, `dmin·m_s` (per weight row)
-    /// times the prepared bsums; the 8 lanes are summed at the end. The weight rows are a loop, not
-    /// unrolled, so that the compiler keeps one row's values in registers rather than interleaving
-    /// rows and spilling.
-    #[inline(always)]
-    pub(super) unsafe fn tile<const COLS: usize, const VNNI: bool>(
-        t: &Tile<'_>,
-        out: &mut [[f32; MAX_TILE]; MAX_TILE],
-    ) {
-        let nibble = _mm256_set1_epi8(0x0f);
-        let mut acc = [[_mm256_setzero_ps(); COLS]; MAX_TILE];
-        // [super-block][column]; only the first `group` super-blocks are written and read.
-        let mut prepared = [[MaybeUninit::<Prepared>::uninit(); COLS]; GROUP];
-        for b0 in (0..t.blocks).step_by(GROUP) {
-            let group = GROUP.min(t.blocks - b0);
-            for (g, prepared) in prepared.iter_mut().enumerate().take(group) {
-                for (c, p) in prepared.iter_mut().enumerate() {
-                    p.write(prepare(
-                        t.a.as_ptr().add(c * t.a_row_bytes + (b0 + g) * A_BYTES),
-                    ));
-                }
+    impl SuperBlocks for Q4K {
+        const BLOCK_BYTES: usize = BLOCK_BYTES;
+
+        type Prepared = Prepared;
+
+        #[inline(always)]
+        unsafe fn prepare(a: *const u8) -> Prepared {
+            let da = _mm256_set1_ps(read_unaligned(a.cast::<f32>()));
+            let bsums = _mm256_loadu_si256(a.add(4 + QK_K).cast());
+            let bsums = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, _mm256_set1_epi16(1)));
+            let mut codes = [_mm256_setzero_si256(); 8];
+            for j in 0..4 {
+                let x = a.add(4 + 64 * j);
+                [codes[2 * j], codes[2 * j + 1]] = interleave(
+                    _mm256_loadu_si256(x.cast()),
+                    _mm256_loadu_si256(x.add(32).cast()),
+                );
             }
-            for (r, acc) in acc.iter_mut().enumerate().take(t.rows) {
-                let mut row = *acc;
-                for (g, a) in prepared.iter().enumerate().take(group) {
-                    let a: [&Prepared; COLS] = std::array::from_fn(|c| a[c].assume_init_ref());
-                    let w = t.w.as_ptr().add(r * t.w_row_bytes + (b0 + g) * BLOCK_BYTES);
-                    prefetch_next_row(w, t.w_row_bytes);
-                    let d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(read_unaligned(w.cast::<i32>())));
-                    let d = _mm256_broadcastss_ps(d_dmin);
-                    let dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(d_dmin));
-                    let (scales, mins) = scales_mins(read_unaligned(w.add(4).cast::<[u8; 12]>()));
-                    let scales = _mm256_set1_epi64x(scales as i64);
-                    // dmin·m_s in lane s.
-                    let mins = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(mins as i64));
-                    let mins = _mm256_mul_ps(_mm256_cvtepi32_ps(mins), dmin);
-                    let mut dot = [_mm256_setzero_si256(); COLS];
-                    for j in 0..4 {
-                        let q = _mm256_loadu_si256(w.add(16 + 32 * j).cast());
-                        let lo = _mm256_and_si256(q, nibble);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), nibble);
-                        let [w0, w1] = interleave(lo, hi);
-                        // The scales of sub-blocks 2j and 2j + 1 in the interleaved layout: byte
-                        // 2j or 2j + 1, then a zero byte.
-                        let byte = |sub: usize| (0x8000 | sub) as i16;
-                        let (s0, s1) = (byte(2 * j), byte(2 * j + 1));
-                        let scale = _mm256_shuffle_epi8(
-                            scales,
-                            _mm256_setr_epi16(
-                                s0, s0, s0, s0, s1, s1, s1, s1, s0, s0, s0, s0, s1, s1, s1, s1,
-                            ),
-                        );
-                        for c in 0..COLS {
-                            let p = _mm256_add_epi16(
-                                _mm256_maddubs_epi16(w0, a[c].codes[2 * j]),
-                                _mm256_maddubs_epi16(w1, a[c].codes[2 * j + 1]),
-                            );
-                            dot[c] = madd_acc::<VNNI>(dot[c], p, scale);
-                        }
-                    }
-                    for c in 0..COLS {
-                        let x = _mm256_cvtepi32_ps(dot[c]);
-                        let x = _mm256_fmadd_ps(x, _mm256_mul_ps(d, a[c].da), row[c]);
-                        row[c] = _mm256_fnmadd_ps(mins, a[c].bsums, x);
-                    }
-                }
-                *acc = row;
+            Prepared {
+                codes,
+                da,
+                bsums: _mm256_mul_ps(bsums, da),
             }
         }
-        for (out_row, acc) in out.iter_mut().zip(&acc).take(t.rows) {
-            for (out, acc) in out_row.iter_mut().zip(acc) {
-                *out = hsum(*acc);
+
+        #[inline(always)]
+        unsafe fn block<const COLS: usize, const VNNI: bool>(
+            w: *const u8,
+            a: [&Prepared; COLS],
+            row: &mut [__m256; COLS],
+        ) {
+            let nibble = _mm256_set1_epi8(0x0f);
+            let d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(read_unaligned(w.cast::<i32>())));
+            let d = _mm256_broadcastss_ps(d_dmin);
+            let dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(d_dmin));
+            let (scales, mins) = scales_mins(read_unaligned(w.add(4).cast::<[u8; 12]>()));
+            let scales = _mm256_set1_epi64x(scales as i64);
+            // dmin·m_s in lane s.
+            let mins = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(mins as i64));
+            let mins = _mm256_mul_ps(_mm256_cvtepi32_ps(mins), dmin);
+            let mut dot = [_mm256_setzero_si256(); COLS];
+            for j in 0..4 {
+                let q = _mm256_loadu_si256(w.add(16 + 32 * j).cast());
+                let lo = _mm256_and_si256(q, nibble);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), nibble);
+                let [w0, w1] = interleave(lo, hi);
+                // The scales of sub-blocks 2j and 2j + 1 in the interleaved layout: byte
+                // 2j or 2j + 1, then a zero byte.
+                let byte = |sub: usize| (0x8000 | sub) as i16;
+                let (s0, s1) = (byte(2 * j), byte(2 * j + 1));
+                let scale = _mm256_shuffle_epi8(
+                    scales,
+                    _mm256_setr_epi16(
+                        s0, s0, s0, s0, s1, s1, s1, s1, s0, s0, s0, s0, s1, s1, s1, s1,
+                    ),
+                );
+                for c in 0..COLS {
+                    let p = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(w0, a[c].codes[2 * j]),
+                        _mm256_maddubs_epi16(w1, a[c].codes[2 * j + 1]),
+                    );
+                    dot[c] = madd_acc::<VNNI>(dot[c], p, scale);
+                }
+            }
+            for c in 0..COLS {
+                let x = _mm256_cvtepi32_ps(dot[c]);
+                let x = _mm256_fmadd_ps(x, _mm256_mul_ps(d, a[c].da), row[c]);
+                row[c] = _mm256_fnmadd_ps(mins, a[c].bsums, x);
             }
         }
     }
@@ -344,7 +204,7 @@ mod x86 {
 
 #[cfg(target_arch = "aarch64")]
 fn tile_neon(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
-    check_bounds(t);
+    t.check_bounds(BLOCK_BYTES, A_BYTES);
     // SAFETY: every aarch64 CPU has NEON; check_bounds keeps every read inside the tile's
     // slices.
     unsafe { neon::tile(t, out) }

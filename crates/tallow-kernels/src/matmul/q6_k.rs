@@ -26,9 +26,9 @@ const A_BYTES: usize = size_of::<Q8KBlock>();
 pub(super) fn select(isa: Isa) -> TileFn {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => tile_avx512vnni,
+        Isa::Avx512Vnni => super::super_blocks_x86::tile_avx512vnni::<x86::Q6K>,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => tile_avx2,
+        Isa::Avx2 => super::super_blocks_x86::tile_avx2::<x86::Q6K>,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => tile_neon,
         _ => tile_scalar,
@@ -81,136 +81,18 @@ fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
     }
 }
 
-/// Panics unless the tile's slices hold every block the SIMD kernels read through pointers.
-fn check_bounds(t: &Tile<'_>) {
-    assert!((1..=MAX_TILE).contains(&t.rows) && (1..=MAX_TILE).contains(&t.cols));
-    assert!(t.w.len() >= (t.rows - 1) * t.w_row_bytes + t.blocks * BLOCK_BYTES);
-    assert!(t.a.len() >= (t.cols - 1) * t.a_row_bytes + t.blocks * A_BYTES);
-}
-
-/// Calls `$f::<COLS>` for the tile's number of activation rows, so that the loops over them
-/// unroll and their accumulators live in registers.
-#[cfg(target_arch = "x86_64")]
-macro_rules! by_cols {
-    ($f:ident, $t:expr, $out:expr) => {
-        match $t.cols {
-            1 => $f::<1>($t, $out),
-            2 => $f::<2>($t, $out),
-            3 => $f::<3>($t, $out),
-            4 => $f::<4>($t, $out),
-            cols => unreachable!("tile of {cols} activation rows"),
-        }
-    };
-}
-
-#[cfg(target_arch = "x86_64")]
-fn tile_avx2(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
-    check_bounds(t);
-    // SAFETY: select() hands this kernel out for Isa::Avx2 only, which Isa::detect/available
-    // report only when the CPU has AVX2, FMA and F16C; check_bounds keeps every read inside the
-    // tile's slices.
-    unsafe { by_cols!(tile_avx2_cols, t, out) }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn tile_avx512vnni(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
-    check_bounds(t);
-    // SAFETY: select() hands this kernel out for Isa::Avx512Vnni only, which Isa::detect/
-    // available report only when the CPU has AVX2, FMA, F16C, AVX-512 F/BW/VL and VNNI;
-    // check_bounds keeps every read inside the tile's slices.
-    unsafe { by_cols!(tile_avx512vnni_cols, t, out) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_avx2_cols<const COLS: usize>(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
-    x86::tile::<COLS, false>(t, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_avx512vnni_cols<const COLS: usize>(
-    t: &Tile<'_>,
-    out: &mut [[f32; MAX_TILE]; MAX_TILE],
-) {
-    x86::tile::<COLS, true>(t, out)
-}
-
-/// The AVX2 and AVX-512 VNNI kernels: one body, inlined into each `#[target_feature]` entry so
-/// that it is compiled for that entry's instructions.
+/// The body of the AVX2 and AVX-512 VNNI kernels ([`super::super_blocks_x86`]).
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Tile, A_BYTES, BLOCK_BYTES, MAX_TILE};
+    use super::BLOCK_BYTES;
     use crate::matmul::activations::QK_K;
+    use crate::matmul::super_blocks_x86::{interleave, madd_acc, SuperBlocks};
     use std::arch::x86_64::*;
-    use std::mem::MaybeUninit;
     use std::ptr::read_unaligned;
-
-    /// `acc + Σ p·s` over pairs of i16 lanes into the i32 lanes: one instruction with VNNI, a
-    /// multiply-add and an add without.
-    #[inline(always)]
-    unsafe fn madd_acc<const VNNI: bool>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
-        if VNNI {
-            dpwssd(acc, p, s)
-        } else {
-            _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))
-        }
-    }
-
-    /// `vpdpwssd` written out: LLVM splits the intrinsic back into `vpmaddwd` + `vpaddd` for
-    /// CPUs it does not know to run it fast (every CPU, compiled for generic x86-64), which
-    /// costs an instruction per use in a loop bound by instruction throughput.
-    #[target_feature(enable = "avx512vnni,avx512vl")]
-    #[inline]
-    unsafe fn dpwssd(mut acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
-        std::arch::asm!(
-            "vpdpwssd {acc:y}, {p:y}, {s:y}",
-            acc = inout(zmm_reg) acc,
-            p = in(zmm_reg) p,
-            s = in(zmm_reg) s,
-            options(pure, nomem, nostack, preserves_flags),
-        );
-        acc
-    }
-
-    /// The sum of the 8 lanes.
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-    }
-
-    /// Two chunks of 32 values (x and y: sub-blocks 2x and 2x + 1 of 16 values, and 2y and
-    /// 2y + 1) interleaved by quadwords, [x0 y0 | x2 y2] and [x1 y1 | x3 y3]: both then hold, in
-    /// the i16 lanes of a `maddubs` product, sub-blocks 2x, 2y, 2x + 1 and 2y + 1 in lanes
-    /// 0..3, 4..7, 8..11 and 12..15, so that two products can be added before the one multiply
-    /// by the four sub-blocks' scales.
-    #[inline(always)]
-    unsafe fn interleave(x: __m256i, y: __m256i) -> [__m256i; 2] {
-        [_mm256_unpacklo_epi64(x, y), _mm256_unpackhi_epi64(x, y)]
-    }
-
-    /// Super-blocks of activations prepared at a time. The weight rows are then read 8
-    /// super-blocks (1680 bytes) in a row, a stream the hardware prefetchers follow, and the
-    /// prepared activations (2.5 KiB per activation row) stay in L1.
-    const GROUP: usize = 8;
-
-    /// Asks for the same super-block of the next row (the next tile's first row after the
-    /// last), read after this row's group: in generation the weights stream from memory once
-    /// per token, and prefetching keeps more of those reads in flight than the hardware
-    /// prefetcher does. Prefetches never fault, so the address may lie past the weights.
-    #[inline(always)]
-    unsafe fn prefetch_next_row(block: *const u8, row_bytes: usize) {
-        let next = block.wrapping_add(row_bytes);
-        for line in (0..BLOCK_BYTES).step_by(64) {
-            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line).cast());
-        }
-    }
 
     /// One activation super-block, prepared once for every weight row of the tile.
     #[derive(Clone, Copy)]
-    struct Prepared {
+    pub(in super::super) struct Prepared {
         /// The codes, chunks 2v and 2v + 1 interleaved as [`interleave`] does into registers
         /// 2v and 2v + 1.
         codes: [__m256i; 8],
@@ -220,132 +102,107 @@ mod x86 {
         bsums: __m256i,
     }
 
-    #[inline(always)]
-    unsafe fn prepare(a: *const u8) -> Prepared {
-        let mut codes = [_mm256_setzero_si256(); 8];
-        for v in 0..4 {
-            let x = a.add(4 + 64 * v);
-            [codes[2 * v], codes[2 * v + 1]] = interleave(
-                _mm256_loadu_si256(x.cast()),
-                _mm256_loadu_si256(x.add(32).cast()),
-            );
-        }
-        Prepared {
-            codes,
-            da: _mm256_set1_ps(read_unaligned(a.cast::<f32>())),
-            bsums: _mm256_loadu_si256(a.add(4 + QK_K).cast()),
-        }
-    }
+    /// Per super-block, a weight row's 6-bit codes are assembled from their two parts into 8
+    /// registers of 32 unsigned codes in the activations' layout; per activation row and pair of
+    /// chunks, two `maddubs` (u8 code × i8 activation, adjacent pairs summed to i16: at most
+    /// 2·63·127, twice that after the add) and one multiply-add by the four sub-blocks' scales
+    /// into i32 lanes, which start from the offset's `−32·Σ_k sc_k·bsums[k]`. Each (row, column)
+    /// pair's integer sum is scaled into its f32 accumulator once per super-block.
+    pub(in super::super) struct Q6K;
 
-    /// The [`super::Tile`] with exactly COLS activation rows, bounds already checked.
-    ///
-    /// [`GROUP`] super-blocks at a time, the activation rows' super-blocks are [`prepare`]d, then
-    /// meet each weight row in turn. Per super-block, a weight row's 6-bit codes are assembled from
-    /// their two parts into 8 registers of 32 unsigned codes in the activations' layout; per
-    /// activation row and pair of chunks, two `maddubs` (u8 code × i8 activation, adjacent pairs
-    /// summed to i16: at most 2·63·127, twice that after the add) and one multiply-add by the four
-    /// sub-blocks' scales into i32 lanes, which start from the offset's `−32·Σ_k sc_k·bsums[k]`.
-    /// Each (row, column) pair's integer sum is scaled into its f32 accumulator once per
-    /// super-block; the 8 lanes are summed at the end. The weight rows are a loop, not unrolled, so
-    /// that the compiler keeps one row's values in registers rather than interleaving rows and
-    /// spilling.
-    #[inline(always)]
-    pub(super) unsafe fn tile<const COLS: usize, const VNNI: bool>(
-        t: &Tile<'_>,
-        out: &mut [[f32; MAX_TILE]; MAX_TILE],
-    ) {
-        let low4 = _mm256_set1_epi8(0x0f);
-        let high2 = _mm256_set1_epi8(0x30);
-        let mut acc = [[_mm256_setzero_ps(); COLS]; MAX_TILE];
-        // [super-block][column]; only the first `group` super-blocks are written and read.
-        let mut prepared = [[MaybeUninit::<Prepared>::uninit(); COLS]; GROUP];
-        for b0 in (0..t.blocks).step_by(GROUP) {
-            let group = GROUP.min(t.blocks - b0);
-            for (g, prepared) in prepared.iter_mut().enumerate().take(group) {
-                for (c, p) in prepared.iter_mut().enumerate() {
-                    p.write(prepare(
-                        t.a.as_ptr().add(c * t.a_row_bytes + (b0 + g) * A_BYTES),
-                    ));
-                }
+    impl SuperBlocks for Q6K {
+        const BLOCK_BYTES: usize = BLOCK_BYTES;
+
+        type Prepared = Prepared;
+
+        #[inline(always)]
+        unsafe fn prepare(a: *const u8) -> Prepared {
+            let mut codes = [_mm256_setzero_si256(); 8];
+            for v in 0..4 {
+                let x = a.add(4 + 64 * v);
+                [codes[2 * v], codes[2 * v + 1]] = interleave(
+                    _mm256_loadu_si256(x.cast()),
+                    _mm256_loadu_si256(x.add(32).cast()),
+                );
             }
-            for (r, acc) in acc.iter_mut().enumerate().take(t.rows) {
-                let mut row = *acc;
-                for (g, a) in prepared.iter().enumerate().take(group) {
-                    let a: [&Prepared; COLS] = std::array::from_fn(|c| a[c].assume_init_ref());
-                    let w = t.w.as_ptr().add(r * t.w_row_bytes + (b0 + g) * BLOCK_BYTES);
-                    prefetch_next_row(w, t.w_row_bytes);
-                    let d = read_unaligned(w.add(208).cast::<u16>());
-                    let d = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(d as i32)));
-                    // The 16 scales as i16: the offset's multipliers, −32·sc_k in lane k
-                    // (bsums[k]'s lane), and each half's scales in both 128-bit lanes for the
-                    // shuffles.
-                    let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(192).cast()));
-                    let offset =
-                        _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16::<5>(scales));
-                    let halves = [
-                        _mm256_permute2x128_si256::<0x00>(scales, scales),
-                        _mm256_permute2x128_si256::<0x11>(scales, scales),
-                    ];
-                    let mut dot = [_mm256_setzero_si256(); COLS];
-                    for c in 0..COLS {
-                        dot[c] = madd_acc::<VNNI>(dot[c], a[c].bsums, offset);
-                    }
-                    for (n, half) in halves.iter().enumerate() {
-                        let ql0 = _mm256_loadu_si256(w.add(64 * n).cast());
-                        let ql1 = _mm256_loadu_si256(w.add(64 * n + 32).cast());
-                        let qh = _mm256_loadu_si256(w.add(128 + 32 * n).cast());
-                        // Chunks 4n..4n + 4 of 32 codes: low 4 bits from ql, high 2 from qh.
-                        let chunks = [
-                            _mm256_or_si256(
-                                _mm256_and_si256(ql0, low4),
-                                _mm256_and_si256(_mm256_slli_epi16::<4>(qh), high2),
-                            ),
-                            _mm256_or_si256(
-                                _mm256_and_si256(ql1, low4),
-                                _mm256_and_si256(_mm256_slli_epi16::<2>(qh), high2),
-                            ),
-                            _mm256_or_si256(
-                                _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low4),
-                                _mm256_and_si256(qh, high2),
-                            ),
-                            _mm256_or_si256(
-                                _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low4),
-                                _mm256_and_si256(_mm256_srli_epi16::<2>(qh), high2),
-                            ),
-                        ];
-                        for p in 0..2 {
-                            let [w0, w1] = interleave(chunks[2 * p], chunks[2 * p + 1]);
-                            // Scales 4p..4p + 4 of this half as interleave lays the sub-blocks
-                            // out: [4p, 4p + 2 | 4p + 1, 4p + 3], four i16 lanes each.
-                            let k = |i: i16| (4 * p as i16 + i) * 0x0202 + 0x0100;
-                            let (k0, k1, k2, k3) = (k(0), k(2), k(1), k(3));
-                            let scale = _mm256_shuffle_epi8(
-                                *half,
-                                _mm256_setr_epi16(
-                                    k0, k0, k0, k0, k1, k1, k1, k1, k2, k2, k2, k2, k3, k3, k3, k3,
-                                ),
-                            );
-                            let v = 4 * n + 2 * p;
-                            for c in 0..COLS {
-                                let prod = _mm256_add_epi16(
-                                    _mm256_maddubs_epi16(w0, a[c].codes[v]),
-                                    _mm256_maddubs_epi16(w1, a[c].codes[v + 1]),
-                                );
-                                dot[c] = madd_acc::<VNNI>(dot[c], prod, scale);
-                            }
-                        }
-                    }
-                    for c in 0..COLS {
-                        let x = _mm256_cvtepi32_ps(dot[c]);
-                        row[c] = _mm256_fmadd_ps(x, _mm256_mul_ps(d, a[c].da), row[c]);
-                    }
-                }
-                *acc = row;
+            Prepared {
+                codes,
+                da: _mm256_set1_ps(read_unaligned(a.cast::<f32>())),
+                bsums: _mm256_loadu_si256(a.add(4 + QK_K).cast()),
             }
         }
-        for (out_row, acc) in out.iter_mut().zip(&acc).take(t.rows) {
-            for (out, acc) in out_row.iter_mut().zip(acc) {
-                *out = hsum(*acc);
+
+        #[inline(always)]
+        unsafe fn block<const COLS: usize, const VNNI: bool>(
+            w: *const u8,
+            a: [&Prepared; COLS],
+            row: &mut [__m256; COLS],
+        ) {
+            let low4 = _mm256_set1_epi8(0x0f);
+            let high2 = _mm256_set1_epi8(0x30);
+            let d = read_unaligned(w.add(208).cast::<u16>());
+            let d = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(d as i32)));
+            // The 16 scales as i16: the offset's multipliers, −32·sc_k in lane k
+            // (bsums[k]'s lane), and each half's scales in both 128-bit lanes for the
+            // shuffles.
+            let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(192).cast()));
+            let offset = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16::<5>(scales));
+            let halves = [
+                _mm256_permute2x128_si256::<0x00>(scales, scales),
+                _mm256_permute2x128_si256::<0x11>(scales, scales),
+            ];
+            let mut dot = [_mm256_setzero_si256(); COLS];
+            for c in 0..COLS {
+                dot[c] = madd_acc::<VNNI>(dot[c], a[c].bsums, offset);
+            }
+            for (n, half) in halves.iter().enumerate() {
+                let ql0 = _mm256_loadu_si256(w.add(64 * n).cast());
+                let ql1 = _mm256_loadu_si256(w.add(64 * n + 32).cast());
+                let qh = _mm256_loadu_si256(w.add(128 + 32 * n).cast());
+                // Chunks 4n..4n + 4 of 32 codes: low 4 bits from ql, high 2 from qh.
+                let chunks = [
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql0, low4),
+                        _mm256_and_si256(_mm256_slli_epi16::<4>(qh), high2),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql1, low4),
+                        _mm256_and_si256(_mm256_slli_epi16::<2>(qh), high2),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low4),
+                        _mm256_and_si256(qh, high2),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low4),
+                        _mm256_and_si256(_mm256_srli_epi16::<2>(qh), high2),
+                    ),
+                ];
+                for p in 0..2 {
+                    let [w0, w1] = interleave(chunks[2 * p], chunks[2 * p + 1]);
+                    // Scales 4p..4p + 4 of this half as interleave lays the sub-blocks
+                    // out: [4p, 4p + 2 | 4p + 1, 4p + 3], four i16 lanes each.
+                    let k = |i: i16| (4 * p as i16 + i) * 0x0202 + 0x0100;
+                    let (k0, k1, k2, k3) = (k(0), k(2), k(1), k(3));
+                    let scale = _mm256_shuffle_epi8(
+                        *half,
+                        _mm256_setr_epi16(
+                            k0, k0, k0, k0, k1, k1, k1, k1, k2, k2, k2, k2, k3, k3, k3, k3,
+                        ),
+                    );
+                    let v = 4 * n + 2 * p;
+                    for c in 0..COLS {
+                        let prod = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(w0, a[c].codes[v]),
+                            _mm256_maddubs_epi16(w1, a[c].codes[v + 1]),
+                        );
+                        dot[c] = madd_acc::<VNNI>(dot[c], prod, scale);
+                    }
+                }
+            }
+            for c in 0..COLS {
+                let x = _mm256_cvtepi32_ps(dot[c]);
+                row[c] = _mm256_fmadd_ps(x, _mm256_mul_ps(d, a[c].da), row[c]);
             }
         }
     }
@@ -353,7 +210,7 @@ mod x86 {
 
 #[cfg(target_arch = "aarch64")]
 fn tile_neon(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
-    check_bounds(t);
+    t.check_bounds(BLOCK_BYTES, A_BYTES);
     // SAFETY: every aarch64 CPU has NEON; check_bounds keeps every read inside the tile's
     // slices.
     unsafe { neon::tile(t, out) }
