@@ -52,7 +52,7 @@ type Out = [[f32; MAX_TILE]; MAX_TILE];
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use super::super::activations::Q8Block;
-    use super::super::Tile;
+    use super::super::{Tile, PREFETCH_ROWS};
     use super::Out;
     use std::arch::x86_64::*;
     use std::mem::offset_of;
@@ -272,14 +272,12 @@ pub(super) mod x86 {
         }
     }
 
-    /// Asks for the same block of the next tile's rows (the `R` rows after this tile's), which
-    /// the panel reads next: in generation the weights stream from memory once per token, and
-    /// the hardware prefetcher alone does not keep enough of these short rows in flight.
-    /// Prefetches never fault, so the address may lie past the weights (hence `wrapping_add`).
+    /// Asks for the same block of the tile's rows [`PREFETCH_ROWS`] rows down. Prefetches never
+    /// fault, so the address may lie past the weights (hence `wrapping_add`).
     #[inline(always)]
-    unsafe fn prefetch_next_tile<const R: usize>(block: *const u8, row_bytes: usize) {
+    unsafe fn prefetch_ahead<const R: usize>(block: *const u8, row_bytes: usize) {
         for r in 0..R {
-            _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add((R + r) * row_bytes).cast());
+            _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add((PREFETCH_ROWS + r) * row_bytes).cast());
         }
     }
 
@@ -320,7 +318,7 @@ pub(super) mod x86 {
         for b in 0..t.blocks {
             let w = t.w.as_ptr().add(b * W::BLOCK_BYTES);
             let a = t.a.as_ptr().add(b * size_of::<Q8Block>());
-            prefetch_next_tile::<R>(w, t.w_row_bytes);
+            prefetch_ahead::<R>(w, t.w_row_bytes);
             // The rows' f16 scales, each twice, widened at once.
             let mut bits = 0u64;
             for r in 0..R {

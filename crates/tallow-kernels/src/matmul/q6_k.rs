@@ -26,7 +26,7 @@ const A_BYTES: usize = size_of::<Q8KBlock>();
 pub(super) fn select(isa: Isa) -> TileFn {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => super::super_blocks_x86::tile_avx512vnni::<x86::Q6K>,
+        Isa::Avx512Vnni => super::super_blocks_x86::tile_avx512vnni::<x86::Q6K512>,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => super::super_blocks_x86::tile_avx2::<x86::Q6K>,
         #[cfg(target_arch = "aarch64")]
@@ -86,7 +86,7 @@ fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
 mod x86 {
     use super::BLOCK_BYTES;
     use crate::matmul::activations::QK_K;
-    use crate::matmul::super_blocks_x86::{interleave, madd_acc, SuperBlocks};
+    use crate::matmul::super_blocks_x86::{dpwssd512, hsum, interleave, SuperBlocks};
     use std::arch::x86_64::*;
     use std::ptr::read_unaligned;
 
@@ -114,6 +114,17 @@ mod x86 {
         const BLOCK_BYTES: usize = BLOCK_BYTES;
 
         type Prepared = Prepared;
+        type Acc = __m256;
+
+        #[inline(always)]
+        unsafe fn zero() -> __m256 {
+            _mm256_setzero_ps()
+        }
+
+        #[inline(always)]
+        unsafe fn sum(acc: __m256) -> f32 {
+            hsum(acc)
+        }
 
         #[inline(always)]
         unsafe fn prepare(a: *const u8) -> Prepared {
@@ -133,7 +144,7 @@ mod x86 {
         }
 
         #[inline(always)]
-        unsafe fn block<const COLS: usize, const VNNI: bool>(
+        unsafe fn block<const COLS: usize>(
             w: *const u8,
             a: [&Prepared; COLS],
             row: &mut [__m256; COLS],
@@ -153,7 +164,7 @@ mod x86 {
             ];
             let mut dot = [_mm256_setzero_si256(); COLS];
             for c in 0..COLS {
-                dot[c] = madd_acc::<VNNI>(dot[c], a[c].bsums, offset);
+                dot[c] = _mm256_madd_epi16(a[c].bsums, offset);
             }
             for (n, half) in halves.iter().enumerate() {
                 let ql0 = _mm256_loadu_si256(w.add(64 * n).cast());
@@ -196,13 +207,125 @@ mod x86 {
                             _mm256_maddubs_epi16(w0, a[c].codes[v]),
                             _mm256_maddubs_epi16(w1, a[c].codes[v + 1]),
                         );
-                        dot[c] = madd_acc::<VNNI>(dot[c], prod, scale);
+                        dot[c] = _mm256_add_epi32(dot[c], _mm256_madd_epi16(prod, scale));
                     }
                 }
             }
             for c in 0..COLS {
                 let x = _mm256_cvtepi32_ps(dot[c]);
                 row[c] = _mm256_fmadd_ps(x, _mm256_mul_ps(d, a[c].da), row[c]);
+            }
+        }
+    }
+
+    /// A [`Prepared`] for [`Q6K512`]: half n's codes in registers 2n and 2n + 1, laid out as
+    /// that kernel's weight registers are.
+    #[derive(Clone, Copy)]
+    pub(in super::super) struct Prepared512 {
+        codes: [__m512i; 4],
+        /// The scale `da` in every lane.
+        da: __m512,
+        /// The sums of 16 codes, i16.
+        bsums: __m256i,
+    }
+
+    /// [`Q6K`] on 512-bit vectors with `vpdpwssd` (AVX-512 VNNI). Per half of 128 values, the
+    /// 64 bytes of low bits are one load, [ql0 | ql1], whose low and high nibbles give chunks
+    /// [0 | 1] and [2 | 3] (the 32-byte chunks of the half in value order); the high 2 bits come
+    /// from qh shifted by a per-256-bit-lane count. Chunks 0 and 2, and 1 and 3, are
+    /// interleaved by quadwords as [`interleave`] does; the integer sums are [`Q6K`]'s.
+    pub(in super::super) struct Q6K512;
+
+    impl SuperBlocks for Q6K512 {
+        const BLOCK_BYTES: usize = BLOCK_BYTES;
+
+        type Prepared = Prepared512;
+        type Acc = __m512;
+
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+
+        #[inline(always)]
+        unsafe fn sum(acc: __m512) -> f32 {
+            _mm512_reduce_add_ps(acc)
+        }
+
+        #[inline(always)]
+        unsafe fn prepare(a: *const u8) -> Prepared512 {
+            let mut codes = [_mm512_setzero_si512(); 4];
+            for n in 0..2 {
+                // Chunks [0 | 1] and [2 | 3] of half n.
+                let x = _mm512_loadu_si512(a.add(4 + 128 * n).cast());
+                let y = _mm512_loadu_si512(a.add(4 + 128 * n + 64).cast());
+                codes[2 * n] = _mm512_unpacklo_epi64(x, y);
+                codes[2 * n + 1] = _mm512_unpackhi_epi64(x, y);
+            }
+            Prepared512 {
+                codes,
+                da: _mm512_set1_ps(read_unaligned(a.cast::<f32>())),
+                bsums: _mm256_loadu_si256(a.add(4 + QK_K).cast()),
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn block<const COLS: usize>(
+            w: *const u8,
+            a: [&Prepared512; COLS],
+            row: &mut [__m512; COLS],
+        ) {
+            let low4 = _mm512_set1_epi8(0x0f);
+            let high2 = _mm512_set1_epi8(0x30);
+            // qh's bits for chunks 0 and 1 (shifted up by 4 and 2), and for 2 and 3 (by 0, and
+            // down by 2), one count per 256-bit lane.
+            let up = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2);
+            let down = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+            let d = read_unaligned(w.add(208).cast::<u16>());
+            let d = _mm512_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(d as i32)));
+            // −32·sc_k in i16 lane k, bsums[k]'s lane: the offset's share.
+            let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(192).cast()));
+            let offset = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16::<5>(scales));
+            let mut dot = [_mm512_setzero_si512(); COLS];
+            for c in 0..COLS {
+                dot[c] = _mm512_zextsi256_si512(_mm256_madd_epi16(a[c].bsums, offset));
+            }
+            for n in 0..2 {
+                let ql = _mm512_loadu_si512(w.add(64 * n).cast());
+                let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(w.add(128 + 32 * n).cast()));
+                let first = _mm512_or_si512(
+                    _mm512_and_si512(ql, low4),
+                    _mm512_and_si512(_mm512_sllv_epi64(qh, up), high2),
+                );
+                let second = _mm512_or_si512(
+                    _mm512_and_si512(_mm512_srli_epi16::<4>(ql), low4),
+                    _mm512_and_si512(_mm512_srlv_epi64(qh, down), high2),
+                );
+                let w0 = _mm512_unpacklo_epi64(first, second);
+                let w1 = _mm512_unpackhi_epi64(first, second);
+                // The sub-blocks of 16 by 128-bit lane l: chunk l / 2's half l % 2 in i16
+                // lanes 0..3, chunk l / 2 + 2's in 4..7, that is sub-blocks 8n + l and
+                // 8n + l + 4: the half's 8 scales as i16 in every lane, then picked.
+                let half = _mm512_broadcast_i32x4(_mm_cvtepi8_epi16(_mm_loadl_epi64(
+                    w.add(192 + 8 * n).cast(),
+                )));
+                let index: [i16; 32] = std::array::from_fn(|i| {
+                    let (lane, group) = (i / 8, (i % 8) / 4);
+                    let k = (lane + 4 * group) as i16;
+                    k * 0x0202 + 0x0100
+                });
+                let scale = _mm512_shuffle_epi8(half, _mm512_loadu_si512(index.as_ptr().cast()));
+                for c in 0..COLS {
+                    let prod = _mm512_add_epi16(
+                        _mm512_maddubs_epi16(w0, a[c].codes[2 * n]),
+                        _mm512_maddubs_epi16(w1, a[c].codes[2 * n + 1]),
+                    );
+                    dot[c] = dpwssd512(dot[c], prod, scale);
+                }
+            }
+            for c in 0..COLS {
+                let x = _mm512_cvtepi32_ps(dot[c]);
+                row[c] = _mm512_fmadd_ps(x, _mm512_mul_ps(d, a[c].da), row[c]);
             }
         }
     }

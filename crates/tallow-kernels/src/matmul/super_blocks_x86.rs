@@ -7,32 +7,36 @@
 //! it so that the loops over them unroll and their accumulators live in registers.
 
 use super::activations::Q8KBlock;
-use super::{Tile, MAX_TILE};
+use super::{Tile, MAX_TILE, PREFETCH_ROWS};
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
 /// A tile's outputs, `[weight row][activation row]`.
 type Out = [[f32; MAX_TILE]; MAX_TILE];
 
-/// A super-block weight type's work per super-block, for [`tile`].
+/// A super-block weight type's work per super-block on one instruction set, for [`tile`].
 ///
 /// # Safety
-/// For both functions: the pointers hold a whole block; the CPU has AVX2, FMA and F16C, and
-/// AVX-512 VNNI and VL where VNNI.
+/// For every function: the pointers hold a whole block; the CPU has the instruction set of the
+/// entry point the implementation is handed to ([`tile_avx2`], [`tile_avx512vnni`]).
 pub(super) trait SuperBlocks {
     /// Bytes of one weight super-block.
     const BLOCK_BYTES: usize;
     /// One activation super-block ([`Q8KBlock`]) as the weight blocks meet it.
     type Prepared: Copy;
+    /// A (weight row, activation row) pair's running sum, spread over f32 lanes.
+    type Acc: Copy;
     unsafe fn prepare(a: *const u8) -> Self::Prepared;
+    unsafe fn zero() -> Self::Acc;
     /// Adds the dot products of the weight super-block at `w` with the activation super-blocks
-    /// `a` (one per activation row) to `row`, each spread over 8 f32 lanes summed at the end;
-    /// `vpdpwssd` where VNNI.
-    unsafe fn block<const COLS: usize, const VNNI: bool>(
+    /// `a` (one per activation row) to `row`.
+    unsafe fn block<const COLS: usize>(
         w: *const u8,
         a: [&Self::Prepared; COLS],
-        row: &mut [__m256; COLS],
+        row: &mut [Self::Acc; COLS],
     );
+    /// The sum of the lanes.
+    unsafe fn sum(acc: Self::Acc) -> f32;
 }
 
 /// The AVX2 kernel of type `K`.
@@ -68,12 +72,12 @@ pub(super) fn tile_avx512vnni<K: SuperBlocks>(t: &Tile<'_>, out: &mut Out) {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn avx2<K: SuperBlocks, const COLS: usize>(t: &Tile<'_>, out: &mut Out) {
-    tile::<K, COLS, false>(t, out)
+    tile::<K, COLS>(t, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn avx512vnni<K: SuperBlocks, const COLS: usize>(t: &Tile<'_>, out: &mut Out) {
-    tile::<K, COLS, true>(t, out)
+    tile::<K, COLS>(t, out)
 }
 
 /// The tile with exactly COLS activation rows, bounds already checked.
@@ -83,9 +87,9 @@ unsafe fn avx512vnni<K: SuperBlocks, const COLS: usize>(t: &Tile<'_>, out: &mut 
 /// unrolled, so that the compiler keeps one row's values in registers rather than interleaving
 /// rows and spilling.
 #[inline(always)]
-unsafe fn tile<K: SuperBlocks, const COLS: usize, const VNNI: bool>(t: &Tile<'_>, out: &mut Out) {
+unsafe fn tile<K: SuperBlocks, const COLS: usize>(t: &Tile<'_>, out: &mut Out) {
     let a_bytes = size_of::<Q8KBlock>();
-    let mut acc = [[_mm256_setzero_ps(); COLS]; MAX_TILE];
+    let mut acc = [[K::zero(); COLS]; MAX_TILE];
     // [super-block][column]; only the first `group` super-blocks are written and read.
     let mut prepared = [[MaybeUninit::<K::Prepared>::uninit(); COLS]; GROUP];
     for b0 in (0..t.blocks).step_by(GROUP) {
@@ -104,15 +108,15 @@ unsafe fn tile<K: SuperBlocks, const COLS: usize, const VNNI: bool>(t: &Tile<'_>
                 let w =
                     t.w.as_ptr()
                         .add(r * t.w_row_bytes + (b0 + g) * K::BLOCK_BYTES);
-                prefetch_next_row::<K>(w, t.w_row_bytes);
-                K::block::<COLS, VNNI>(w, a, &mut row);
+                prefetch_ahead::<K>(w, t.w_row_bytes);
+                K::block::<COLS>(w, a, &mut row);
             }
             *acc = row;
         }
     }
     for (out_row, acc) in out.iter_mut().zip(&acc).take(t.rows) {
         for (out, acc) in out_row.iter_mut().zip(acc) {
-            *out = hsum(*acc);
+            *out = K::sum(*acc);
         }
     }
 }
@@ -122,25 +126,15 @@ unsafe fn tile<K: SuperBlocks, const COLS: usize, const VNNI: bool>(t: &Tile<'_>
 /// follow, and the prepared activations (2.5 KiB per activation row) stay in L1.
 const GROUP: usize = 8;
 
-/// `acc + Σ p·s` over pairs of i16 lanes into the i32 lanes: one instruction with VNNI, a
-/// multiply-add and an add without.
-#[inline(always)]
-pub(super) unsafe fn madd_acc<const VNNI: bool>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
-    if VNNI {
-        dpwssd(acc, p, s)
-    } else {
-        _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))
-    }
-}
-
-/// `vpdpwssd` written out: LLVM splits the intrinsic back into `vpmaddwd` + `vpaddd` for CPUs it
-/// does not know to run it fast (every CPU, compiled for generic x86-64), which costs an
-/// instruction per use in a loop bound by instruction throughput.
-#[target_feature(enable = "avx512vnni,avx512vl")]
+/// `acc + Σ p·s` over pairs of i16 lanes into the i32 lanes: `vpdpwssd` written out, because
+/// LLVM splits the intrinsic back into `vpmaddwd` + `vpaddd` for CPUs it does not know to run it
+/// fast (every CPU, compiled for generic x86-64), which costs an instruction per use in a loop
+/// bound by instruction throughput.
+#[target_feature(enable = "avx512vnni,avx512f")]
 #[inline]
-unsafe fn dpwssd(mut acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+pub(super) unsafe fn dpwssd512(mut acc: __m512i, p: __m512i, s: __m512i) -> __m512i {
     std::arch::asm!(
-        "vpdpwssd {acc:y}, {p:y}, {s:y}",
+        "vpdpwssd {acc}, {p}, {s}",
         acc = inout(zmm_reg) acc,
         p = in(zmm_reg) p,
         s = in(zmm_reg) s,
@@ -151,7 +145,7 @@ unsafe fn dpwssd(mut acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
 
 /// The sum of the 8 lanes.
 #[inline(always)]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(super) unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
@@ -165,13 +159,11 @@ pub(super) unsafe fn interleave(x: __m256i, y: __m256i) -> [__m256i; 2] {
     [_mm256_unpacklo_epi64(x, y), _mm256_unpackhi_epi64(x, y)]
 }
 
-/// Asks for the same super-block of the next row (the next tile's first row after the last),
-/// read after this row's group: in generation the weights stream from memory once per token,
-/// and prefetching keeps more of those reads in flight than the hardware prefetcher does.
-/// Prefetches never fault, so the address may lie past the weights.
+/// Asks for the same super-block [`PREFETCH_ROWS`] rows down. Prefetches never fault, so the
+/// address may lie past the weights.
 #[inline(always)]
-unsafe fn prefetch_next_row<K: SuperBlocks>(block: *const u8, row_bytes: usize) {
-    let next = block.wrapping_add(row_bytes);
+unsafe fn prefetch_ahead<K: SuperBlocks>(block: *const u8, row_bytes: usize) {
+    let next = block.wrapping_add(PREFETCH_ROWS * row_bytes);
     for line in (0..K::BLOCK_BYTES).step_by(64) {
         _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line).cast());
     }
