@@ -3,10 +3,15 @@
 //! `cargo run --release -p tallow-core --example bench_forward -- MODEL [threads] [prompt] [gen]`
 
 use std::time::Instant;
+use tallow_core::allocator::ReusingAllocator;
 use tallow_core::decoder::Logits;
 use tallow_core::device::DeviceKind;
 use tallow_core::kv_cache::SequenceCache;
 use tallow_core::model::Model;
+
+/// The addon's allocator, so that the decoder is timed as the SDK runs it.
+#[global_allocator]
+static ALLOCATOR: ReusingAllocator = ReusingAllocator::new();
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -2,6 +2,7 @@
 //! a [`spec::ModelSpec`], weights memory-mapped), runs it on threads it owns ([`Engine`]), and
 //! streams generated tokens and text back as [`Event`]s. It knows nothing of Node.
 
+pub mod allocator;
 pub mod chat;
 pub mod chat_template;
 mod cpu_values;

@@ -18,6 +18,12 @@ use tallow_core::{
 };
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+/// The addon's own allocations (the engine's tensors) reuse freed large blocks instead of
+/// faulting in fresh pages for every operation (see tallow_core::allocator).
+#[global_allocator]
+static ALLOCATOR: tallow_core::allocator::ReusingAllocator =
+    tallow_core::allocator::ReusingAllocator::new();
+
 fn to_js(e: tallow_core::Error) -> Error {
     Error::from_reason(e.to_string())
 }
