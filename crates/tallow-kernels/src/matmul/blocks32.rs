@@ -35,8 +35,8 @@ pub(super) fn simd<W: neon::Format>(isa: Isa) -> Option<TileFn> {
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 type Out = [[f32; MAX_TILE]; MAX_TILE];
 
-/// The kernels for x86-64: AVX2 (with FMA and F16C), and AVX-512 VNNI on 256-bit vectors
-/// (`vpdpbusd` for the dot, and the 32 ymm registers of AVX-512VL).
+/// The kernels for x86-64: AVX2 (with FMA and F16C), and AVX-512 VNNI (`vpdpbusd` on 512-bit
+/// vectors).
 ///
 /// Per block index, the tile's (up to) 4 weight rows of codes are interleaved by 8-byte groups:
 /// vector j holds values 8j..8j + 8 of row r in its qword r. Against an activation row's bytes
@@ -164,34 +164,20 @@ pub(super) mod x86 {
         by_shape::<Avx512Vnni, W>(t, out)
     }
 
-    /// What differs between the instruction sets: how the codes meet the activations.
+    /// A tile kernel of one instruction set, generic over the format and the tile's shape.
     ///
-    /// The generic kernel below is `#[inline(always)]` into the `#[target_feature]` entry points
-    /// above, so these functions and the intrinsics compile with that entry's features.
-    trait Dot {
-        /// [`Format::rows`] as [`Dot::dot`] takes them.
-        unsafe fn rows<W: Format, const R: usize>(
-            block: *const u8,
-            row_bytes: usize,
-        ) -> [__m256i; 4];
-        /// The offset of those codes: Σ (code − offset)·a = Σ code·a − offset·Σ a.
-        fn offset<W: Format>() -> i32;
-        /// `init` plus, in each 32-bit lane, the products of its 4 codes in `t[j]` with its 4
-        /// activations in `a[j]`, summed over j.
-        unsafe fn dot<W: Format>(init: __m256i, t: &[__m256i; 4], a: &[__m256i; 4]) -> __m256i;
+    /// It is `#[inline(always)]` into the `#[target_feature]` entry points above, so the
+    /// intrinsics compile with that entry's features.
+    trait Kernel {
+        /// The tile's `R` weight rows × `C` activation rows.
+        unsafe fn tile<W: Format, const R: usize, const C: usize>(t: &Tile<'_>, out: &mut Out);
     }
 
     struct Avx2;
 
-    impl Dot for Avx2 {
-        #[inline(always)]
-        unsafe fn rows<W: Format, const R: usize>(
-            block: *const u8,
-            row_bytes: usize,
-        ) -> [__m256i; 4] {
-            W::rows::<R>(block, row_bytes)
-        }
-
+    impl Avx2 {
+        /// The offset of the codes [`Format::rows`] gives: Σ (code − offset)·a = Σ code·a −
+        /// offset·Σ a.
         #[inline(always)]
         fn offset<W: Format>() -> i32 {
             match W::CODES {
@@ -200,6 +186,8 @@ pub(super) mod x86 {
             }
         }
 
+        /// `init` plus, in each 32-bit lane, the products of its 4 codes in `t[j]` with its 4
+        /// activations in `a[j]`, summed over j.
         #[inline(always)]
         unsafe fn dot<W: Format>(init: __m256i, t: &[__m256i; 4], a: &[__m256i; 4]) -> __m256i {
             // vpmaddubsw multiplies unsigned by signed bytes and adds pairs into i16 with
@@ -238,37 +226,75 @@ pub(super) mod x86 {
 
     struct Avx512Vnni;
 
-    impl Dot for Avx512Vnni {
+    /// The AVX-512 VNNI kernel, on 512-bit vectors: the 4 rows' codes by 16-byte groups, row r
+    /// in 128-bit lane r (vector j: values 16j..16j + 16), against an activation row's 16 bytes
+    /// broadcast to every lane; `vpdpbusd` leaves row r's dot in i32 lanes 4r..4r + 3. Half the
+    /// multiply instructions and broadcasts of the 256-bit layout per (block, activation row).
+    impl Kernel for Avx512Vnni {
         #[inline(always)]
-        unsafe fn rows<W: Format, const R: usize>(
-            block: *const u8,
-            row_bytes: usize,
-        ) -> [__m256i; 4] {
+        unsafe fn tile<W: Format, const R: usize, const C: usize>(t: &Tile<'_>, out: &mut Out) {
             // vpdpbusd takes unsigned bytes first: signed codes go in shifted by 128.
-            let mut rows = W::rows_avx512::<R>(block, row_bytes);
-            if let Codes::Signed = W::CODES {
-                for v in &mut rows {
-                    *v = _mm256_xor_si256(*v, _mm256_set1_epi8(-128));
+            let (offset, flip) = match W::CODES {
+                Codes::Unsigned(offset) => (offset, 0),
+                Codes::Signed => (128, -128),
+            };
+            // −offset in the low i16 half of lane 4r, the first of each row's lanes; 0 elsewhere.
+            let minus_offset = _mm512_maskz_set1_epi32(0x1111, i32::from(-offset as u16));
+            // Qwords 2r, 2r + 1 of the 16-byte groups ← qword r of the 8-byte groups j, j + 1.
+            let pairs = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+            // Lane 4r + i ← row r's scale.
+            let spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+            // Lanes 4r..4r + 3 of acc[c]: weight row r × activation row c.
+            let mut acc = [_mm512_setzero_ps(); C];
+            for b in 0..t.blocks {
+                let w = t.w.as_ptr().add(b * W::BLOCK_BYTES);
+                let a = t.a.as_ptr().add(b * size_of::<Q8Block>());
+                prefetch_ahead::<R>(w, t.w_row_bytes);
+                let mut bits = 0u64;
+                for r in 0..R {
+                    let d = w.add(r * t.w_row_bytes).cast::<u16>().read_unaligned();
+                    bits |= u64::from(d) << (16 * r);
+                }
+                let dw = _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64));
+                let dw = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(dw));
+                let [v0, v1, v2, v3] = W::rows_avx512::<R>(w, t.w_row_bytes);
+                let wide = |x: __m256i, y: __m256i| {
+                    let codes = _mm512_permutex2var_epi64(
+                        _mm512_castsi256_si512(x),
+                        pairs,
+                        _mm512_castsi256_si512(y),
+                    );
+                    _mm512_xor_si512(codes, _mm512_set1_epi8(flip))
+                };
+                let (codes0, codes1) = (wide(v0, v1), wide(v2, v3));
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    let block = a.add(c * t.a_row_bytes);
+                    let d = block
+                        .add(offset_of!(Q8Block, d))
+                        .cast::<f32>()
+                        .read_unaligned();
+                    let sum = block
+                        .add(offset_of!(Q8Block, sum))
+                        .cast::<i32>()
+                        .read_unaligned();
+                    let qs = block.add(offset_of!(Q8Block, qs));
+                    let a0 = _mm512_broadcast_i32x4(_mm_loadu_si128(qs.cast()));
+                    let a1 = _mm512_broadcast_i32x4(_mm_loadu_si128(qs.add(16).cast()));
+                    // −offset·Σa in each row's first lane (|Σa| ≤ 32·127 fits the low i16).
+                    let init = _mm512_madd_epi16(_mm512_set1_epi32(sum), minus_offset);
+                    let dot =
+                        _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, codes0, a0), codes1, a1);
+                    let dot = _mm512_cvtepi32_ps(dot);
+                    *acc = _mm512_fmadd_ps(dot, _mm512_mul_ps(dw, _mm512_set1_ps(d)), *acc);
                 }
             }
-            rows
-        }
-
-        #[inline(always)]
-        fn offset<W: Format>() -> i32 {
-            match W::CODES {
-                Codes::Unsigned(offset) => offset,
-                Codes::Signed => 128,
+            for (c, acc) in acc.iter().enumerate() {
+                let mut lanes = [0f32; 16];
+                _mm512_storeu_ps(lanes.as_mut_ptr(), *acc);
+                for (r, out) in out.iter_mut().enumerate().take(R) {
+                    out[c] = lanes[4 * r..4 * r + 4].iter().sum();
+                }
             }
-        }
-
-        #[inline(always)]
-        unsafe fn dot<W: Format>(init: __m256i, t: &[__m256i; 4], a: &[__m256i; 4]) -> __m256i {
-            let mut sum = init;
-            for k in 0..4 {
-                sum = _mm256_dpbusd_epi32(sum, t[k], a[k]);
-            }
-            sum
         }
     }
 
@@ -284,77 +310,75 @@ pub(super) mod x86 {
     /// The tile's shape as compile-time constants, so that every loop over rows and columns
     /// unrolls and the accumulators live in registers.
     #[inline(always)]
-    unsafe fn by_shape<I: Dot, W: Format>(t: &Tile<'_>, out: &mut Out) {
+    unsafe fn by_shape<I: Kernel, W: Format>(t: &Tile<'_>, out: &mut Out) {
         match (t.rows, t.cols) {
-            (1, 1) => kernel::<I, W, 1, 1>(t, out),
-            (1, 2) => kernel::<I, W, 1, 2>(t, out),
-            (1, 3) => kernel::<I, W, 1, 3>(t, out),
-            (1, _) => kernel::<I, W, 1, 4>(t, out),
-            (2, 1) => kernel::<I, W, 2, 1>(t, out),
-            (2, 2) => kernel::<I, W, 2, 2>(t, out),
-            (2, 3) => kernel::<I, W, 2, 3>(t, out),
-            (2, _) => kernel::<I, W, 2, 4>(t, out),
-            (3, 1) => kernel::<I, W, 3, 1>(t, out),
-            (3, 2) => kernel::<I, W, 3, 2>(t, out),
-            (3, 3) => kernel::<I, W, 3, 3>(t, out),
-            (3, _) => kernel::<I, W, 3, 4>(t, out),
-            (_, 1) => kernel::<I, W, 4, 1>(t, out),
-            (_, 2) => kernel::<I, W, 4, 2>(t, out),
-            (_, 3) => kernel::<I, W, 4, 3>(t, out),
-            (_, _) => kernel::<I, W, 4, 4>(t, out),
+            (1, 1) => I::tile::<W, 1, 1>(t, out),
+            (1, 2) => I::tile::<W, 1, 2>(t, out),
+            (1, 3) => I::tile::<W, 1, 3>(t, out),
+            (1, _) => I::tile::<W, 1, 4>(t, out),
+            (2, 1) => I::tile::<W, 2, 1>(t, out),
+            (2, 2) => I::tile::<W, 2, 2>(t, out),
+            (2, 3) => I::tile::<W, 2, 3>(t, out),
+            (2, _) => I::tile::<W, 2, 4>(t, out),
+            (3, 1) => I::tile::<W, 3, 1>(t, out),
+            (3, 2) => I::tile::<W, 3, 2>(t, out),
+            (3, 3) => I::tile::<W, 3, 3>(t, out),
+            (3, _) => I::tile::<W, 3, 4>(t, out),
+            (_, 1) => I::tile::<W, 4, 1>(t, out),
+            (_, 2) => I::tile::<W, 4, 2>(t, out),
+            (_, 3) => I::tile::<W, 4, 3>(t, out),
+            (_, _) => I::tile::<W, 4, 4>(t, out),
         }
     }
 
-    /// The tile's `R` weight rows × `C` activation rows.
-    #[inline(always)]
-    unsafe fn kernel<I: Dot, W: Format, const R: usize, const C: usize>(
-        t: &Tile<'_>,
-        out: &mut Out,
-    ) {
-        // −offset in the low i16 half of even lanes, 0 elsewhere.
-        let minus_offset = _mm256_set1_epi64x(i64::from(-I::offset::<W>() as u16));
-        // Lanes 2r and 2r + 1 of acc[c]: weight row r × activation row c.
-        let mut acc = [_mm256_setzero_ps(); C];
-        for b in 0..t.blocks {
-            let w = t.w.as_ptr().add(b * W::BLOCK_BYTES);
-            let a = t.a.as_ptr().add(b * size_of::<Q8Block>());
-            prefetch_ahead::<R>(w, t.w_row_bytes);
-            // The rows' f16 scales, each twice, widened at once.
-            let mut bits = 0u64;
-            for r in 0..R {
-                let d = w.add(r * t.w_row_bytes).cast::<u16>().read_unaligned();
-                bits |= u64::from(d) << (16 * r);
-            }
-            let bits = _mm_cvtsi64_si128(bits as i64);
-            let dw = _mm256_cvtph_ps(_mm_unpacklo_epi16(bits, bits));
-            let codes = I::rows::<W, R>(w, t.w_row_bytes);
-            for (c, acc) in acc.iter_mut().enumerate() {
-                let block = a.add(c * t.a_row_bytes);
-                let d = block
-                    .add(offset_of!(Q8Block, d))
-                    .cast::<f32>()
-                    .read_unaligned();
-                let sum = block
-                    .add(offset_of!(Q8Block, sum))
-                    .cast::<i32>()
-                    .read_unaligned();
-                let qs = block.add(offset_of!(Q8Block, qs)).cast::<i64>();
-                let mut acts = [_mm256_setzero_si256(); 4];
-                for (j, acts) in acts.iter_mut().enumerate() {
-                    *acts = _mm256_set1_epi64x(qs.add(j).read_unaligned());
+    impl Kernel for Avx2 {
+        #[inline(always)]
+        unsafe fn tile<W: Format, const R: usize, const C: usize>(t: &Tile<'_>, out: &mut Out) {
+            // −offset in the low i16 half of even lanes, 0 elsewhere.
+            let minus_offset = _mm256_set1_epi64x(i64::from(-Self::offset::<W>() as u16));
+            // Lanes 2r and 2r + 1 of acc[c]: weight row r × activation row c.
+            let mut acc = [_mm256_setzero_ps(); C];
+            for b in 0..t.blocks {
+                let w = t.w.as_ptr().add(b * W::BLOCK_BYTES);
+                let a = t.a.as_ptr().add(b * size_of::<Q8Block>());
+                prefetch_ahead::<R>(w, t.w_row_bytes);
+                // The rows' f16 scales, each twice, widened at once.
+                let mut bits = 0u64;
+                for r in 0..R {
+                    let d = w.add(r * t.w_row_bytes).cast::<u16>().read_unaligned();
+                    bits |= u64::from(d) << (16 * r);
                 }
-                // The offset's correction −offset·Σa, once per weight row: in its even lane,
-                // from Σa (|Σa| ≤ 32·127, exact in the low i16 half of each lane) times −offset.
-                let init = _mm256_madd_epi16(_mm256_set1_epi32(sum), minus_offset);
-                let dot = _mm256_cvtepi32_ps(I::dot::<W>(init, &codes, &acts));
-                *acc = _mm256_fmadd_ps(dot, _mm256_mul_ps(dw, _mm256_set1_ps(d)), *acc);
+                let bits = _mm_cvtsi64_si128(bits as i64);
+                let dw = _mm256_cvtph_ps(_mm_unpacklo_epi16(bits, bits));
+                let codes = W::rows::<R>(w, t.w_row_bytes);
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    let block = a.add(c * t.a_row_bytes);
+                    let d = block
+                        .add(offset_of!(Q8Block, d))
+                        .cast::<f32>()
+                        .read_unaligned();
+                    let sum = block
+                        .add(offset_of!(Q8Block, sum))
+                        .cast::<i32>()
+                        .read_unaligned();
+                    let qs = block.add(offset_of!(Q8Block, qs)).cast::<i64>();
+                    let mut acts = [_mm256_setzero_si256(); 4];
+                    for (j, acts) in acts.iter_mut().enumerate() {
+                        *acts = _mm256_set1_epi64x(qs.add(j).read_unaligned());
+                    }
+                    // The offset's correction −offset·Σa, once per weight row: in its even lane,
+                    // from Σa (|Σa| ≤ 32·127, exact in the low i16 half of each lane) times −offset.
+                    let init = _mm256_madd_epi16(_mm256_set1_epi32(sum), minus_offset);
+                    let dot = _mm256_cvtepi32_ps(Self::dot::<W>(init, &codes, &acts));
+                    *acc = _mm256_fmadd_ps(dot, _mm256_mul_ps(dw, _mm256_set1_ps(d)), *acc);
+                }
             }
-        }
-        for (c, acc) in acc.iter().enumerate() {
-            let mut lanes = [0f32; 8];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), *acc);
-            for (r, out) in out.iter_mut().enumerate().take(R) {
-                out[c] = lanes[2 * r] + lanes[2 * r + 1];
+            for (c, acc) in acc.iter().enumerate() {
+                let mut lanes = [0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), *acc);
+                for (r, out) in out.iter_mut().enumerate().take(R) {
+                    out[c] = lanes[2 * r] + lanes[2 * r + 1];
+                }
             }
         }
     }
