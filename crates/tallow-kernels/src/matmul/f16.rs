@@ -45,19 +45,8 @@ mod x86 {
     use std::arch::x86_64::*;
 
     type Out = [[f32; MAX_TILE]; MAX_TILE];
+    /// A sub-tile kernel: rows 0..R × columns c0..c0 + C; tables of them by [R − 1][C − 1].
     type SubTile = unsafe fn(&Tile<'_>, usize, usize, &mut Out);
-
-    /// Sub-tile kernels by [rows − 1][cols − 1].
-    macro_rules! table {
-        ($f:ident) => {
-            [
-                [$f::<1, 1>, $f::<1, 2>, $f::<1, 3>, $f::<1, 4>],
-                [$f::<2, 1>, $f::<2, 2>, $f::<2, 3>, $f::<2, 4>],
-                [$f::<3, 1>, $f::<3, 2>, $f::<3, 3>, $f::<3, 4>],
-                [$f::<4, 1>, $f::<4, 2>, $f::<4, 3>, $f::<4, 4>],
-            ]
-        };
-    }
 
     pub(super) fn tile_avx2(t: &Tile<'_>, out: &mut Out) {
         t.check_bounds(2, 2);
@@ -81,7 +70,12 @@ mod x86 {
 
     pub(super) fn tile_avx512(t: &Tile<'_>, out: &mut Out) {
         t.check_bounds(2, 2);
-        const SUB: [[SubTile; 4]; 4] = table!(avx512);
+        const SUB: [[SubTile; 2]; 4] = [
+            [avx512::<1, 1>, avx512::<1, 2>],
+            [avx512::<2, 1>, avx512::<2, 2>],
+            [avx512::<3, 1>, avx512::<3, 2>],
+            [avx512::<4, 1>, avx512::<4, 2>],
+        ];
         // SAFETY: only selected when Isa::detect/available found AVX-512 F (and AVX2, FMA,
         // F16C); reads stay inside the tile's checked rows and columns.
         unsafe {
@@ -91,7 +85,13 @@ mod x86 {
                     avx512::<1, 1>(t, r, 0, out);
                 }
             } else {
-                SUB[t.rows - 1][t.cols - 1](t, 0, 0, out);
+                // Two activation rows at a time: 4 × 4 accumulators spill.
+                let mut c0 = 0;
+                while c0 < t.cols {
+                    let cols = (t.cols - c0).min(2);
+                    SUB[t.rows - 1][cols - 1](t, 0, c0, out);
+                    c0 += cols;
+                }
             }
         }
     }
