@@ -101,6 +101,31 @@ fn token_by_token_decode_matches_transformers() {
     }
 }
 
+/// A prompt longer than a micro-batch runs in several passes through the layers, each attending
+/// to the positions cached before it: the logits are those of one pass, for every family
+/// (sliding windows, MoE, rope scalings keyed on the sequence length).
+#[test]
+fn micro_batches_give_the_logits_of_one_pass() {
+    for name in &models() {
+        let model = Model::load(&model_dir(name), DeviceKind::Cpu, None).unwrap();
+        let decoder = &model.decoder;
+        let vocab = decoder.spec().vocab_size as u32;
+        let tokens: Vec<u32> = (0..600u32).map(|i| (i * 7919 + 13) % vocab).collect();
+        let run = |batch: usize| -> Vec<f32> {
+            let mut cache = SequenceCache::new(decoder.spec().num_layers());
+            let logits = decoder.forward_in_batches(&tokens, &mut cache, Logits::All, batch);
+            logits.unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        };
+        // 250 + 250 + 100 tokens against all 600 at once.
+        let worst = max_abs_diff(&run(tokens.len()), &run(250));
+        println!("{name}: micro-batches max |Δlogit| = {worst:.3e}");
+        assert!(
+            worst <= TOLERANCE,
+            "{name}: max |Δlogit| {worst} > {TOLERANCE}"
+        );
+    }
+}
+
 /// What transformers' `generate()` returns where recorded (it differs from a no-cache argmax loop
 /// for rope variants keyed on the sequence length), else the argmax loop.
 fn expected_greedy(greedy: &Value) -> Vec<u32> {

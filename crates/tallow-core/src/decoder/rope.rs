@@ -24,10 +24,17 @@ impl Rope {
         Rope { spec: spec.clone() }
     }
 
-    /// Tables for positions `start..start + len` of a sequence that will then hold
-    /// `start + len` positions (what dynamic NTK and LongRoPE key on, as in transformers).
-    pub fn tables(&self, start: usize, len: usize, device: &Device) -> Result<RopeTables> {
-        let (inv_freq, attention_factor) = self.frequencies(start + len);
+    /// Tables for positions `start..start + len`, computed by a pass after which the sequence
+    /// holds `pass_end` positions (what dynamic NTK and LongRoPE key on, as in transformers: a
+    /// prompt run in micro-batches keys every batch on the whole prompt's end).
+    pub fn tables(
+        &self,
+        start: usize,
+        len: usize,
+        pass_end: usize,
+        device: &Device,
+    ) -> Result<RopeTables> {
+        let (inv_freq, attention_factor) = self.frequencies(pass_end);
         let half = inv_freq.len();
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
