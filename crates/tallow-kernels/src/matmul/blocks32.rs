@@ -250,11 +250,7 @@ pub(super) mod x86 {
                 let w = t.w.as_ptr().add(b * W::BLOCK_BYTES);
                 let a = t.a.as_ptr().add(b * size_of::<Q8Block>());
                 prefetch_ahead::<R>(w, t.w_row_bytes);
-                let mut bits = 0u64;
-                for r in 0..R {
-                    let d = w.add(r * t.w_row_bytes).cast::<u16>().read_unaligned();
-                    bits |= u64::from(d) << (16 * r);
-                }
+                let bits = row_scales::<R>(w, t.w_row_bytes);
                 let dw = _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64));
                 let dw = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(dw));
                 let [v0, v1, v2, v3] = W::rows_avx512::<R>(w, t.w_row_bytes);
@@ -269,14 +265,7 @@ pub(super) mod x86 {
                 let (codes0, codes1) = (wide(v0, v1), wide(v2, v3));
                 for (c, acc) in acc.iter_mut().enumerate() {
                     let block = a.add(c * t.a_row_bytes);
-                    let d = block
-                        .add(offset_of!(Q8Block, d))
-                        .cast::<f32>()
-                        .read_unaligned();
-                    let sum = block
-                        .add(offset_of!(Q8Block, sum))
-                        .cast::<i32>()
-                        .read_unaligned();
+                    let (d, sum) = scale_and_sum(block);
                     let qs = block.add(offset_of!(Q8Block, qs));
                     let a0 = _mm512_broadcast_i32x4(_mm_loadu_si128(qs.cast()));
                     let a1 = _mm512_broadcast_i32x4(_mm_loadu_si128(qs.add(16).cast()));
@@ -296,6 +285,32 @@ pub(super) mod x86 {
                 }
             }
         }
+    }
+
+    /// The f16 scale bits of the blocks at `block` in rows 0..R (`row_bytes` apart), row r in
+    /// bits 16r..16r + 16.
+    #[inline(always)]
+    unsafe fn row_scales<const R: usize>(block: *const u8, row_bytes: usize) -> u64 {
+        let mut bits = 0u64;
+        for r in 0..R {
+            let d = block.add(r * row_bytes).cast::<u16>().read_unaligned();
+            bits |= u64::from(d) << (16 * r);
+        }
+        bits
+    }
+
+    /// The scale `d` and the code sum of the [`Q8Block`] at `block`.
+    #[inline(always)]
+    unsafe fn scale_and_sum(block: *const u8) -> (f32, i32) {
+        let d = block
+            .add(offset_of!(Q8Block, d))
+            .cast::<f32>()
+            .read_unaligned();
+        let sum = block
+            .add(offset_of!(Q8Block, sum))
+            .cast::<i32>()
+            .read_unaligned();
+        (d, sum)
     }
 
     /// Asks for the same block of the tile's rows [`PREFETCH_ROWS`] rows down. Prefetches never
@@ -343,24 +358,13 @@ pub(super) mod x86 {
                 let a = t.a.as_ptr().add(b * size_of::<Q8Block>());
                 prefetch_ahead::<R>(w, t.w_row_bytes);
                 // The rows' f16 scales, each twice, widened at once.
-                let mut bits = 0u64;
-                for r in 0..R {
-                    let d = w.add(r * t.w_row_bytes).cast::<u16>().read_unaligned();
-                    bits |= u64::from(d) << (16 * r);
-                }
+                let bits = row_scales::<R>(w, t.w_row_bytes);
                 let bits = _mm_cvtsi64_si128(bits as i64);
                 let dw = _mm256_cvtph_ps(_mm_unpacklo_epi16(bits, bits));
                 let codes = W::rows::<R>(w, t.w_row_bytes);
                 for (c, acc) in acc.iter_mut().enumerate() {
                     let block = a.add(c * t.a_row_bytes);
-                    let d = block
-                        .add(offset_of!(Q8Block, d))
-                        .cast::<f32>()
-                        .read_unaligned();
-                    let sum = block
-                        .add(offset_of!(Q8Block, sum))
-                        .cast::<i32>()
-                        .read_unaligned();
+                    let (d, sum) = scale_and_sum(block);
                     let qs = block.add(offset_of!(Q8Block, qs)).cast::<i64>();
                     let mut acts = [_mm256_setzero_si256(); 4];
                     for (j, acts) in acts.iter_mut().enumerate() {

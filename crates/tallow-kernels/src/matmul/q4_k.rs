@@ -105,9 +105,21 @@ fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
 mod x86 {
     use super::{scales_mins, BLOCK_BYTES};
     use crate::matmul::activations::QK_K;
-    use crate::matmul::super_blocks_x86::{dpwssd512, hsum, interleave, SuperBlocks};
+    use crate::matmul::super_blocks_x86::{dpwssd512, interleave, SuperBlocks};
     use std::arch::x86_64::*;
     use std::ptr::read_unaligned;
+
+    /// `da·(bsums[2s] + bsums[2s + 1])` in lane s of the activation super-block at `a`: what
+    /// sub-block s's minimum multiplies.
+    #[inline(always)]
+    unsafe fn scaled_bsum_pairs(a: *const u8) -> __m256 {
+        let da = _mm256_set1_ps(read_unaligned(a.cast::<f32>()));
+        let bsums = _mm256_loadu_si256(a.add(4 + QK_K).cast());
+        _mm256_mul_ps(
+            _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, _mm256_set1_epi16(1))),
+            da,
+        )
+    }
 
     /// One activation super-block, prepared once for every weight row of the tile.
     #[derive(Clone, Copy)]
@@ -136,20 +148,8 @@ mod x86 {
         type Acc = __m256;
 
         #[inline(always)]
-        unsafe fn zero() -> __m256 {
-            _mm256_setzero_ps()
-        }
-
-        #[inline(always)]
-        unsafe fn sum(acc: __m256) -> f32 {
-            hsum(acc)
-        }
-
-        #[inline(always)]
         unsafe fn prepare(a: *const u8) -> Prepared {
             let da = _mm256_set1_ps(read_unaligned(a.cast::<f32>()));
-            let bsums = _mm256_loadu_si256(a.add(4 + QK_K).cast());
-            let bsums = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, _mm256_set1_epi16(1)));
             let mut codes = [_mm256_setzero_si256(); 8];
             for j in 0..4 {
                 let x = a.add(4 + 64 * j);
@@ -161,7 +161,7 @@ mod x86 {
             Prepared {
                 codes,
                 da,
-                bsums: _mm256_mul_ps(bsums, da),
+                bsums: scaled_bsum_pairs(a),
             }
         }
 
@@ -235,18 +235,7 @@ mod x86 {
         type Acc = __m512;
 
         #[inline(always)]
-        unsafe fn zero() -> __m512 {
-            _mm512_setzero_ps()
-        }
-
-        #[inline(always)]
-        unsafe fn sum(acc: __m512) -> f32 {
-            _mm512_reduce_add_ps(acc)
-        }
-
-        #[inline(always)]
         unsafe fn prepare(a: *const u8) -> Prepared512 {
-            let narrow = <Q4K as SuperBlocks>::prepare(a);
             let mut codes = [_mm512_setzero_si512(); 4];
             for i in 0..2 {
                 // Sub-blocks 4i, 4i + 1 in x; 4i + 2, 4i + 3 in y.
@@ -261,7 +250,7 @@ mod x86 {
             Prepared512 {
                 codes,
                 da: _mm512_set1_ps(read_unaligned(a.cast::<f32>())),
-                bsums: _mm512_zextps256_ps512(narrow.bsums),
+                bsums: _mm512_zextps256_ps512(scaled_bsum_pairs(a)),
             }
         }
 

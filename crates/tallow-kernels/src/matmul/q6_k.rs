@@ -86,7 +86,7 @@ fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
 mod x86 {
     use super::BLOCK_BYTES;
     use crate::matmul::activations::QK_K;
-    use crate::matmul::super_blocks_x86::{dpwssd512, hsum, interleave, SuperBlocks};
+    use crate::matmul::super_blocks_x86::{dpwssd512, interleave, SuperBlocks};
     use std::arch::x86_64::*;
     use std::ptr::read_unaligned;
 
@@ -115,16 +115,6 @@ mod x86 {
 
         type Prepared = Prepared;
         type Acc = __m256;
-
-        #[inline(always)]
-        unsafe fn zero() -> __m256 {
-            _mm256_setzero_ps()
-        }
-
-        #[inline(always)]
-        unsafe fn sum(acc: __m256) -> f32 {
-            hsum(acc)
-        }
 
         #[inline(always)]
         unsafe fn prepare(a: *const u8) -> Prepared {
@@ -241,16 +231,6 @@ mod x86 {
 
         type Prepared = Prepared512;
         type Acc = __m512;
-
-        #[inline(always)]
-        unsafe fn zero() -> __m512 {
-            _mm512_setzero_ps()
-        }
-
-        #[inline(always)]
-        unsafe fn sum(acc: __m512) -> f32 {
-            _mm512_reduce_add_ps(acc)
-        }
 
         #[inline(always)]
         unsafe fn prepare(a: *const u8) -> Prepared512 {

@@ -25,9 +25,8 @@ pub(super) trait SuperBlocks {
     /// One activation super-block ([`Q8KBlock`]) as the weight blocks meet it.
     type Prepared: Copy;
     /// A (weight row, activation row) pair's running sum, spread over f32 lanes.
-    type Acc: Copy;
+    type Acc: Lanes;
     unsafe fn prepare(a: *const u8) -> Self::Prepared;
-    unsafe fn zero() -> Self::Acc;
     /// Adds the dot products of the weight super-block at `w` with the activation super-blocks
     /// `a` (one per activation row) to `row`.
     unsafe fn block<const COLS: usize>(
@@ -35,8 +34,42 @@ pub(super) trait SuperBlocks {
         a: [&Self::Prepared; COLS],
         row: &mut [Self::Acc; COLS],
     );
+}
+
+/// A vector of f32 lanes that accumulates a dot product.
+pub(super) trait Lanes: Copy {
+    unsafe fn zero() -> Self;
     /// The sum of the lanes.
-    unsafe fn sum(acc: Self::Acc) -> f32;
+    unsafe fn sum(self) -> f32;
+}
+
+impl Lanes for __m256 {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm256_setzero_ps()
+    }
+
+    #[inline(always)]
+    unsafe fn sum(self) -> f32 {
+        let s = _mm_add_ps(
+            _mm256_castps256_ps128(self),
+            _mm256_extractf128_ps::<1>(self),
+        );
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+}
+
+impl Lanes for __m512 {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm512_setzero_ps()
+    }
+
+    #[inline(always)]
+    unsafe fn sum(self) -> f32 {
+        _mm512_reduce_add_ps(self)
+    }
 }
 
 /// The AVX2 kernel of type `K`.
@@ -89,7 +122,7 @@ unsafe fn avx512vnni<K: SuperBlocks, const COLS: usize>(t: &Tile<'_>, out: &mut 
 #[inline(always)]
 unsafe fn tile<K: SuperBlocks, const COLS: usize>(t: &Tile<'_>, out: &mut Out) {
     let a_bytes = size_of::<Q8KBlock>();
-    let mut acc = [[K::zero(); COLS]; MAX_TILE];
+    let mut acc = [[K::Acc::zero(); COLS]; MAX_TILE];
     // [super-block][column]; only the first `group` super-blocks are written and read.
     let mut prepared = [[MaybeUninit::<K::Prepared>::uninit(); COLS]; GROUP];
     for b0 in (0..t.blocks).step_by(GROUP) {
@@ -116,7 +149,7 @@ unsafe fn tile<K: SuperBlocks, const COLS: usize>(t: &Tile<'_>, out: &mut Out) {
     }
     for (out_row, acc) in out.iter_mut().zip(&acc).take(t.rows) {
         for (out, acc) in out_row.iter_mut().zip(acc) {
-            *out = K::sum(*acc);
+            *out = acc.sum();
         }
     }
 }
@@ -141,14 +174,6 @@ pub(super) unsafe fn dpwssd512(mut acc: __m512i, p: __m512i, s: __m512i) -> __m5
         options(pure, nomem, nostack, preserves_flags),
     );
     acc
-}
-
-/// The sum of the 8 lanes.
-#[inline(always)]
-pub(super) unsafe fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
 /// Two vectors interleaved by quadwords, [x0 y0 | x2 y2] and [x1 y1 | x3 y3]: in the i16 lanes
