@@ -140,12 +140,12 @@ impl WeightSource for GgufWeights {
 
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
         let info = self.find(name, &[rows, cols])?;
-        Ok(Matrix::Quantized(self.view(info)?))
+        Ok(Matrix::Quantized(self.view(info)?.in_kernel_layout()?))
     }
 
     fn experts(&self, name: &str, count: usize, rows: usize, cols: usize) -> Result<Vec<Matrix>> {
         let info = self.find(name, &[count, rows, cols])?;
-        let all = self.view(info)?;
+        let all = self.view(info)?.in_kernel_layout()?;
         (0..count)
             .map(|e| Ok(Matrix::Quantized(all.rows(e * rows, rows)?)))
             .collect()

@@ -18,34 +18,83 @@ use candle_core::quantized::k_quants::{
 use candle_core::{Module, Tensor};
 use half::{bf16, f16};
 use std::sync::Arc;
-use tallow_kernels::matmul::{matmul, Isa};
+use tallow_kernels::matmul::{matmul, Isa, Layout, Weights, MAX_TILE};
 use tallow_kernels::{quantize_rows, QuantType};
 
 /// Bytes that quantized rows live in: a mapped file, or blocks made at load.
 pub trait BlockBytes: Send + Sync {
     fn bytes(&self) -> &[u8];
+
+    /// Says that `bytes()[start..start + len]` will not be read again soon (its rows were
+    /// copied elsewhere), so that its memory can go.
+    fn release(&self, _start: usize, _len: usize) {}
 }
 
 impl BlockBytes for memmap2::Mmap {
     fn bytes(&self) -> &[u8] {
         self
     }
+
+    /// Drops the range's pages from this process (they stay in the page cache): without it, a
+    /// matrix rewritten at load would count twice in the resident set, once mapped, once copied.
+    fn release(&self, start: usize, len: usize) {
+        #[cfg(unix)]
+        // SAFETY: the map is a read-only private mapping of a file, which this process never
+        // writes: after MADV_DONTNEED a read faults the same bytes back in from the file, so
+        // every slice into the map stays valid and unchanged. A failure only keeps the pages.
+        unsafe {
+            let _ = self.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len);
+        }
+    }
 }
 
-/// Quantized blocks made in memory, 8-byte aligned so any block type can be viewed in place.
+/// Quantized blocks made in memory: an anonymous map (page-aligned, so any block type can be
+/// viewed in place), in transparent 2 MiB pages where the kernel offers them. Small pages cost
+/// a fault each on first write, about a second per GiB in a virtual machine (most of a 1B
+/// model's load time once its matrices are rewritten); huge pages cost one per 2 MiB, and
+/// generation's weight streams take fewer TLB misses.
 pub struct OwnedBlocks {
-    words: Vec<u64>,
+    map: memmap2::MmapMut,
+    /// Where the blocks start in `map`: its first 2 MiB boundary.
+    offset: usize,
     len: usize,
+}
+
+const HUGE_PAGE: usize = 2 << 20;
+
+impl OwnedBlocks {
+    /// `len` zero bytes.
+    fn zeroed(len: usize) -> Result<Self> {
+        let map = memmap2::MmapMut::map_anon(len + HUGE_PAGE).map_err(|e| {
+            Error::new(
+                ErrorCode::Io,
+                format!("cannot allocate {len} bytes for weights: {e}"),
+            )
+        })?;
+        let offset = map.as_ptr().align_offset(HUGE_PAGE);
+        // Only whole huge pages: a partial one would still take 2 MiB.
+        let whole = len / HUGE_PAGE * HUGE_PAGE;
+        #[cfg(target_os = "linux")]
+        if whole > 0 {
+            // Advice only: without transparent huge pages the map keeps small pages.
+            let _ = map.advise_range(memmap2::Advice::HugePage, offset, whole);
+        }
+        Ok(OwnedBlocks { map, offset, len })
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.map[self.offset..self.offset + self.len]
+    }
 }
 
 impl BlockBytes for OwnedBlocks {
     fn bytes(&self) -> &[u8] {
-        // SAFETY: `words` holds at least `len` initialised bytes.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+        &self.map[self.offset..self.offset + self.len]
     }
 }
 
-/// Rows of one quantization type, stored one after another in `storage[start..]`.
+/// Rows of one quantization type in `storage[start..]`, one after another or in the kernels'
+/// interleaved groups ([`Layout`]).
 #[derive(Clone)]
 pub struct QuantMatrix {
     storage: Arc<dyn BlockBytes>,
@@ -53,6 +102,7 @@ pub struct QuantMatrix {
     ty: TensorType,
     rows: usize,
     cols: usize,
+    layout: Layout,
     /// The type as tallow-kernels' matmul takes it, where it has a kernel on this CPU; None:
     /// candle's block kernels run the product.
     kernel_type: Option<QuantType>,
@@ -216,6 +266,7 @@ impl QuantMatrix {
             ty,
             rows,
             cols,
+            layout: Layout::Rows,
             kernel_type,
         };
         with_block_type!(ty, T => blocks::<T>(matrix.data()).map(|_| ()), _other => Ok(()))?;
@@ -241,14 +292,46 @@ impl QuantMatrix {
             .to_dtype(candle_core::DType::F32)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        let len = row_bytes * rows;
-        let mut words = vec![0u64; len.div_ceil(8)];
-        // SAFETY: `words` holds at least `len` bytes; any byte pattern is a valid u64.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), len) };
+        let mut blocks = OwnedBlocks::zeroed(row_bytes * rows)?;
         if rows > 0 {
-            quantize_rows(kernel_type, &values, cols, bytes);
+            quantize_rows(kernel_type, &values, cols, blocks.bytes_mut());
         }
-        QuantMatrix::new(Arc::new(OwnedBlocks { words, len }), 0, ty, rows, cols)
+        QuantMatrix::new(Arc::new(blocks), 0, ty, rows, cols)?.in_kernel_layout()
+    }
+
+    /// This matrix in the layout its kernel reads fastest ([`Layout::best_for`]): rows copied
+    /// into interleaved groups (in parallel on the current rayon pool), the source released.
+    /// Unchanged where that layout is the rows as they are, or the type has no kernel.
+    pub fn in_kernel_layout(self) -> Result<Self> {
+        let Some(kernel_type) = self.kernel_type else {
+            return Ok(self);
+        };
+        let layout = Layout::best_for(kernel_type);
+        if layout == self.layout {
+            return Ok(self);
+        }
+        let mut blocks = OwnedBlocks::zeroed(self.data().len())?;
+        self.weights().interleave_into(blocks.bytes_mut());
+        self.storage.release(self.start, self.data().len());
+        Ok(QuantMatrix {
+            storage: Arc::new(blocks),
+            start: 0,
+            layout,
+            ..self
+        })
+    }
+
+    /// The matrix as tallow-kernels reads it (types with a kernel only).
+    fn weights(&self) -> Weights<'_> {
+        Weights {
+            ty: self
+                .kernel_type
+                .unwrap_or_else(|| unreachable!("only types with kernels are laid out")),
+            layout: self.layout,
+            bytes: self.data(),
+            rows: self.rows,
+            cols: self.cols,
+        }
     }
 
     pub fn tensor_type(&self) -> TensorType {
@@ -269,15 +352,35 @@ impl QuantMatrix {
         &self.storage.bytes()[self.start..self.start + self.rows * self.row_bytes()]
     }
 
-    /// Rows `first..first + count`, sharing the storage.
+    /// Rows `first..first + count`: a view sharing the storage where the rows are whole
+    /// groups of the layout, else a copy.
     pub fn rows(&self, first: usize, count: usize) -> Result<Self> {
-        QuantMatrix::new(
-            self.storage.clone(),
-            self.start + first * self.row_bytes(),
-            self.ty,
-            count,
-            self.cols,
-        )
+        if first.checked_add(count).is_none_or(|end| end > self.rows) {
+            return Err(Error::new(
+                ErrorCode::InvalidModelFile,
+                format!("rows {first}..+{count} of a matrix of {}", self.rows),
+            ));
+        }
+        let start = self.start + first * self.row_bytes();
+        if self.layout == Layout::Rows {
+            return QuantMatrix::new(self.storage.clone(), start, self.ty, count, self.cols);
+        }
+        let whole_groups = first.is_multiple_of(MAX_TILE)
+            && (count.is_multiple_of(MAX_TILE) || first + count == self.rows);
+        if whole_groups {
+            return Ok(QuantMatrix {
+                start,
+                rows: count,
+                ..self.clone()
+            });
+        }
+        let row_bytes = self.row_bytes();
+        let mut blocks = OwnedBlocks::zeroed(count * row_bytes)?;
+        let weights = self.weights();
+        for (r, out) in (first..first + count).zip(blocks.bytes_mut().chunks_exact_mut(row_bytes)) {
+            weights.read_row(r, out);
+        }
+        QuantMatrix::new(Arc::new(blocks), 0, self.ty, count, self.cols)?.in_kernel_layout()
     }
 
     /// x: [..., cols] → [..., rows] in f32.
@@ -290,8 +393,8 @@ impl QuantMatrix {
         let m: usize = out_dims.iter().product();
         let mut dst = vec![0f32; m * self.rows];
         with_f32_values(&x.to_dtype(candle_core::DType::F32)?, |lhs| {
-            if let Some(kernel_type) = self.kernel_type {
-                matmul(kernel_type, self.data(), self.rows, lhs, k, &mut dst);
+            if self.kernel_type.is_some() {
+                matmul(&self.weights(), lhs, &mut dst);
                 Ok(())
             } else {
                 let mkn = (m, k, self.rows);
@@ -316,6 +419,12 @@ impl QuantMatrix {
         let mut out = vec![0f32; ids.len() * self.cols];
         let row_bytes = self.row_bytes();
         let data = self.data();
+        // One row's blocks in order, gathered from an interleaved group into 8-byte words (the
+        // block structs are read in place).
+        let mut gathered = match self.layout {
+            Layout::Rows => Vec::new(),
+            Layout::Interleaved => vec![0u64; row_bytes.div_ceil(8)],
+        };
         for (&id, dst) in ids.iter().zip(out.chunks_mut(self.cols)) {
             let id = id as usize;
             if id >= self.rows {
@@ -324,7 +433,21 @@ impl QuantMatrix {
                     format!("token id {id} is outside the vocabulary ({})", self.rows),
                 ));
             }
-            let row = &data[id * row_bytes..(id + 1) * row_bytes];
+            let row = match self.layout {
+                Layout::Rows => &data[id * row_bytes..(id + 1) * row_bytes],
+                Layout::Interleaved => {
+                    // SAFETY: `gathered` holds at least `row_bytes` bytes; any bytes are valid
+                    // u64s.
+                    let bytes = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            gathered.as_mut_ptr().cast::<u8>(),
+                            row_bytes,
+                        )
+                    };
+                    self.weights().read_row(id, bytes);
+                    &*bytes
+                }
+            };
             with_block_type!(self.ty, T => T::to_float(blocks::<T>(row)?, dst),
                 other => return Err(unsupported(other)));
         }

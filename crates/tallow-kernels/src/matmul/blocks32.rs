@@ -246,14 +246,15 @@ pub(super) mod x86 {
             let spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
             // Lanes 4r..4r + 3 of acc[c]: weight row r × activation row c.
             let mut acc = [_mm512_setzero_ps(); C];
+            let ahead = prefetch_distance::<W>(t);
             for b in 0..t.blocks {
-                let w = t.w.as_ptr().add(b * W::BLOCK_BYTES);
+                let w = t.w.as_ptr().add(b * t.w_block_stride);
                 let a = t.a.as_ptr().add(b * size_of::<Q8Block>());
-                prefetch_ahead::<R>(w, t.w_row_bytes);
-                let bits = row_scales::<R>(w, t.w_row_bytes);
+                prefetch_ahead::<R>(w, ahead, t.w_row_stride);
+                let bits = row_scales::<R>(w, t.w_row_stride);
                 let dw = _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64));
                 let dw = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(dw));
-                let [v0, v1, v2, v3] = W::rows_avx512::<R>(w, t.w_row_bytes);
+                let [v0, v1, v2, v3] = W::rows_avx512::<R>(w, t.w_row_stride);
                 let wide = |x: __m256i, y: __m256i| {
                     let codes = _mm512_permutex2var_epi64(
                         _mm512_castsi256_si512(x),
@@ -313,12 +314,19 @@ pub(super) mod x86 {
         (d, sum)
     }
 
-    /// Asks for the same block of the tile's rows [`PREFETCH_ROWS`] rows down. Prefetches never
-    /// fault, so the address may lie past the weights (hence `wrapping_add`).
+    /// Bytes from a block to the same block [`PREFETCH_ROWS`] rows down, in either layout (a
+    /// multiple of [`MAX_TILE`](super::super::MAX_TILE) rows spans whole groups).
     #[inline(always)]
-    unsafe fn prefetch_ahead<const R: usize>(block: *const u8, row_bytes: usize) {
+    fn prefetch_distance<W: Format>(t: &Tile<'_>) -> usize {
+        PREFETCH_ROWS * t.blocks * W::BLOCK_BYTES
+    }
+
+    /// Asks for the same block of the tile's rows `ahead` bytes down. Prefetches never fault, so
+    /// the address may lie past the weights (hence `wrapping_add`).
+    #[inline(always)]
+    unsafe fn prefetch_ahead<const R: usize>(block: *const u8, ahead: usize, row_stride: usize) {
         for r in 0..R {
-            _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add((PREFETCH_ROWS + r) * row_bytes).cast());
+            _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(ahead + r * row_stride).cast());
         }
     }
 
@@ -353,15 +361,16 @@ pub(super) mod x86 {
             let minus_offset = _mm256_set1_epi64x(i64::from(-Self::offset::<W>() as u16));
             // Lanes 2r and 2r + 1 of acc[c]: weight row r × activation row c.
             let mut acc = [_mm256_setzero_ps(); C];
+            let ahead = prefetch_distance::<W>(t);
             for b in 0..t.blocks {
-                let w = t.w.as_ptr().add(b * W::BLOCK_BYTES);
+                let w = t.w.as_ptr().add(b * t.w_block_stride);
                 let a = t.a.as_ptr().add(b * size_of::<Q8Block>());
-                prefetch_ahead::<R>(w, t.w_row_bytes);
+                prefetch_ahead::<R>(w, ahead, t.w_row_stride);
                 // The rows' f16 scales, each twice, widened at once.
-                let bits = row_scales::<R>(w, t.w_row_bytes);
+                let bits = row_scales::<R>(w, t.w_row_stride);
                 let bits = _mm_cvtsi64_si128(bits as i64);
                 let dw = _mm256_cvtph_ps(_mm_unpacklo_epi16(bits, bits));
-                let codes = W::rows::<R>(w, t.w_row_bytes);
+                let codes = W::rows::<R>(w, t.w_row_stride);
                 for (c, acc) in acc.iter_mut().enumerate() {
                     let block = a.add(c * t.a_row_bytes);
                     let (d, sum) = scale_and_sum(block);
@@ -517,16 +526,16 @@ pub(super) mod neon {
         row0: usize,
         out: &mut Out,
     ) {
-        let w = t.w.as_ptr().add(row0 * t.w_row_bytes);
+        let w = t.w.as_ptr().add(row0 * t.w_row_stride);
         let a = t.a.as_ptr();
         let mut acc = [[vdupq_n_f32(0.0); C]; R];
         for b in 0..t.blocks {
-            let w = w.add(b * W::BLOCK_BYTES);
+            let w = w.add(b * t.w_block_stride);
             let a = a.add(b * size_of::<Q8Block>());
             // The rows' f16 scales side by side, widened at once.
             let mut bits = 0u64;
             for r in 0..R {
-                let d = w.add(r * t.w_row_bytes).cast::<u16>().read_unaligned();
+                let d = w.add(r * t.w_row_stride).cast::<u16>().read_unaligned();
                 bits |= u64::from(d) << (16 * r);
             }
             let dw = widen_f16(bits);
@@ -544,7 +553,7 @@ pub(super) mod neon {
                 acts[c] = [vld1q_s8(qs), vld1q_s8(qs.add(16))];
             }
             for r in 0..R {
-                let codes = W::codes(w.add(r * t.w_row_bytes));
+                let codes = W::codes(w.add(r * t.w_row_stride));
                 for c in 0..C {
                     let dot = vcvtq_f32_s32(I::dot(codes, acts[c]));
                     acc[r][c] = vfmaq_n_f32(acc[r][c], dot, lane(scales[c], r));

@@ -26,7 +26,7 @@ fn dot_range(w: &[u8], a: &[u8], range: std::ops::Range<usize>) -> f32 {
 /// The portable kernel, and the reference the SIMD ones are read against.
 fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
     for (r, out_row) in out.iter_mut().enumerate().take(t.rows) {
-        let w = &t.w[r * t.w_row_bytes..][..t.w_row_bytes];
+        let w = &t.w[r * t.w_row_stride..][..2 * t.blocks];
         for (c, out) in out_row.iter_mut().enumerate().take(t.cols) {
             let a = &t.a[c * t.a_row_bytes..][..t.a_row_bytes];
             *out = dot_range(w, a, 0..t.blocks);
@@ -48,8 +48,14 @@ mod x86 {
     /// A sub-tile kernel: rows 0..R × columns c0..c0 + C; tables of them by [R − 1][C − 1].
     type SubTile = unsafe fn(&Tile<'_>, usize, usize, &mut Out);
 
-    pub(super) fn tile_avx2(t: &Tile<'_>, out: &mut Out) {
+    /// The kernels read each row's values as one run: blocks of one value, 2 bytes apart.
+    fn check_bounds(t: &Tile<'_>) {
+        assert_eq!(t.w_block_stride, 2, "F16 rows are contiguous");
         t.check_bounds(2, 2);
+    }
+
+    pub(super) fn tile_avx2(t: &Tile<'_>, out: &mut Out) {
+        check_bounds(t);
         // AVX2 has 16 vector registers: at most 4 × 2 accumulators, so wider tiles go in two
         // column halves (the weight rows are re-read from L1).
         const SUB: [[SubTile; 2]; 4] = [
@@ -69,7 +75,7 @@ mod x86 {
     }
 
     pub(super) fn tile_avx512(t: &Tile<'_>, out: &mut Out) {
-        t.check_bounds(2, 2);
+        check_bounds(t);
         const SUB: [[SubTile; 2]; 4] = [
             [avx512::<1, 1>, avx512::<1, 2>],
             [avx512::<2, 1>, avx512::<2, 2>],
@@ -121,7 +127,7 @@ mod x86 {
             let mut wv = [_mm256_setzero_ps(); R];
             for (r, wv) in wv.iter_mut().enumerate() {
                 *wv = _mm256_cvtph_ps(_mm_loadu_si128(
-                    w.add((r0 + r) * t.w_row_bytes + 2 * i).cast(),
+                    w.add((r0 + r) * t.w_row_stride + 2 * i).cast(),
                 ));
             }
             for c in 0..C {
@@ -136,7 +142,7 @@ mod x86 {
         }
         for r in 0..R {
             for c in 0..C {
-                let w = &t.w[(r0 + r) * t.w_row_bytes..][..t.w_row_bytes];
+                let w = &t.w[(r0 + r) * t.w_row_stride..][..2 * t.blocks];
                 let a = &t.a[(c0 + c) * t.a_row_bytes..][..t.a_row_bytes];
                 out[r0 + r][c0 + c] = hsum256(acc[r][c]) + dot_range(w, a, n..t.blocks);
             }
@@ -161,7 +167,7 @@ mod x86 {
             let mut wv = [_mm512_setzero_ps(); R];
             for (r, wv) in wv.iter_mut().enumerate() {
                 *wv = _mm512_cvtph_ps(_mm256_loadu_si256(
-                    w.add((r0 + r) * t.w_row_bytes + 2 * i).cast(),
+                    w.add((r0 + r) * t.w_row_stride + 2 * i).cast(),
                 ));
             }
             for c in 0..C {
@@ -176,7 +182,7 @@ mod x86 {
         }
         for r in 0..R {
             for c in 0..C {
-                let w = &t.w[(r0 + r) * t.w_row_bytes..][..t.w_row_bytes];
+                let w = &t.w[(r0 + r) * t.w_row_stride..][..2 * t.blocks];
                 let a = &t.a[(c0 + c) * t.a_row_bytes..][..t.a_row_bytes];
                 out[r0 + r][c0 + c] =
                     _mm512_reduce_add_ps(acc[r][c]) + dot_range(w, a, n..t.blocks);

@@ -16,6 +16,7 @@ pub mod activations;
 mod blocks32;
 mod f16;
 pub mod isa;
+pub mod layout;
 mod q4_0;
 mod q4_k;
 mod q5_0;
@@ -29,6 +30,7 @@ mod testing;
 use crate::QuantType;
 pub use activations::ActFormat;
 pub use isa::Isa;
+pub use layout::{Layout, Weights};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -45,9 +47,11 @@ const PREFETCH_ROWS: usize = 2 * MAX_TILE;
 
 /// One kernel call's operands.
 pub struct Tile<'a> {
-    /// `rows` weight rows (1..=MAX_TILE) in the weight type's blocks, `w_row_bytes` apart.
+    /// `rows` weight rows (1..=MAX_TILE) in the weight type's blocks: block b of row r at
+    /// `r * w_row_stride + b * w_block_stride` ([`Layout::strides`]).
     pub w: &'a [u8],
-    pub w_row_bytes: usize,
+    pub w_row_stride: usize,
+    pub w_block_stride: usize,
     pub rows: usize,
     /// `cols` activation rows (1..=MAX_TILE) in the type's [`ActFormat`], `a_row_bytes` apart.
     pub a: &'a [u8],
@@ -58,28 +62,49 @@ pub struct Tile<'a> {
 }
 
 impl Tile<'_> {
+    /// The `len` bytes of block `b` of weight row `r` (the portable kernels).
+    pub fn w_block(&self, r: usize, b: usize, len: usize) -> &[u8] {
+        &self.w[r * self.w_row_stride + b * self.w_block_stride..][..len]
+    }
+
     /// Asserts that the tile's shape is 1..=MAX_TILE on both sides and that every block a SIMD
-    /// kernel reads lies inside its slices: with it, raw-pointer reads at
-    /// `r * w_row_bytes + b * w_block_bytes` (and likewise for the activations) stay in bounds.
+    /// kernel reads lies inside its slices: with it, raw-pointer reads of `w_block_bytes` at
+    /// `r * w_row_stride + b * w_block_stride` (and of `a_block_bytes` at
+    /// `c * a_row_bytes + b * a_block_bytes`) stay in bounds.
     pub fn check_bounds(&self, w_block_bytes: usize, a_block_bytes: usize) {
-        let fits = |len: usize, count: usize, row_bytes: usize, unit: usize| {
-            let used = self
-                .blocks
-                .checked_mul(unit)
-                .filter(|&used| used <= row_bytes);
-            let span = used.and_then(|used| (count - 1).checked_mul(row_bytes)?.checked_add(used));
-            span.is_some_and(|span| span <= len)
+        // The last block's end: every other block starts at or before it.
+        let end = |len: usize, count: usize, stride: usize, block_stride: usize, unit: usize| {
+            let last = (count - 1)
+                .checked_mul(stride)
+                .zip((self.blocks - 1).checked_mul(block_stride))
+                .and_then(|(row, block)| row.checked_add(block)?.checked_add(unit));
+            last.is_some_and(|last| last <= len)
         };
         assert!(
-            (1..=MAX_TILE).contains(&self.rows) && (1..=MAX_TILE).contains(&self.cols),
+            (1..=MAX_TILE).contains(&self.rows)
+                && (1..=MAX_TILE).contains(&self.cols)
+                && self.blocks > 0,
             "tile shape"
         );
         assert!(
-            fits(self.w.len(), self.rows, self.w_row_bytes, w_block_bytes),
+            end(
+                self.w.len(),
+                self.rows,
+                self.w_row_stride,
+                self.w_block_stride,
+                w_block_bytes
+            ),
             "weight tile bounds"
         );
         assert!(
-            fits(self.a.len(), self.cols, self.a_row_bytes, a_block_bytes),
+            a_block_bytes * self.blocks <= self.a_row_bytes
+                && end(
+                    self.a.len(),
+                    self.cols,
+                    self.a_row_bytes,
+                    a_block_bytes,
+                    a_block_bytes
+                ),
             "activation tile bounds"
         );
     }
@@ -120,41 +145,37 @@ const COL_PANEL: usize = 64;
 /// Weight rows per panel when there are many activation rows.
 const ROW_PANEL: usize = 16;
 
-/// `dst[m, n] = a[m, k] · w[n, k]ᵀ` with `w` the `n` rows of type `ty` in ggml's block layout, on
-/// the best kernel for this CPU, in parallel on the current rayon pool.
+/// `dst[m, n] = a[m, k] · w[n, k]ᵀ` with `w` the `n` rows of `k` values, on the best kernel for
+/// this CPU, in parallel on the current rayon pool.
 ///
 /// # Panics
-/// If `ty` has no kernel ([`kernel`]), `k` is not a multiple of its block size, or a slice has
-/// the wrong length.
-pub fn matmul(ty: QuantType, w: &[u8], n: usize, a: &[f32], k: usize, dst: &mut [f32]) {
-    matmul_on(Isa::detect(), ty, w, n, a, k, dst)
+/// If `w`'s type has no kernel ([`kernel`]) or is F16 in [`Layout::Interleaved`], `k` is not a
+/// multiple of its block size, or a slice has the wrong length.
+pub fn matmul(w: &Weights<'_>, a: &[f32], dst: &mut [f32]) {
+    matmul_on(Isa::detect(), w, a, dst)
 }
 
 /// [`matmul`] on a given instruction set tier.
 ///
 /// # Panics
 /// As [`matmul`], and if this CPU lacks `isa` ([`Isa::available`]).
-pub fn matmul_on(
-    isa: Isa,
-    ty: QuantType,
-    w: &[u8],
-    n: usize,
-    a: &[f32],
-    k: usize,
-    dst: &mut [f32],
-) {
+pub fn matmul_on(isa: Isa, w: &Weights<'_>, a: &[f32], dst: &mut [f32]) {
+    let (ty, n, k) = (w.ty, w.rows, w.cols);
     let kernel = kernel(ty, isa).unwrap_or_else(|| panic!("no matmul kernel for {ty:?}"));
     let block = ty.block_size();
     assert!(
         k > 0 && k.is_multiple_of(block),
         "{ty:?}: k = {k} is not a multiple of {block}"
     );
+    assert!(
+        block > 1 || w.layout == Layout::Rows,
+        "{ty:?} has no interleaved layout"
+    );
     assert!(a.len().is_multiple_of(k), "activations are not rows of {k}");
     let m = a.len() / k;
-    let w_row_bytes = k / block * ty.block_bytes();
     assert_eq!(
-        w.len(),
-        n * w_row_bytes,
+        w.bytes.len(),
+        n * w.row_bytes(),
         "{ty:?}: weight bytes for {n} rows of {k}"
     );
     assert_eq!(dst.len(), m * n, "output size for [{m}, {n}]");
@@ -181,9 +202,7 @@ pub fn matmul_on(
         }
         let operands = Operands {
             tile: kernel.tile,
-            w,
-            w_row_bytes,
-            n,
+            w: *w,
             acts,
             a_row_bytes,
             m,
@@ -196,9 +215,7 @@ pub fn matmul_on(
 /// Everything a panel needs, shared by the threads.
 struct Operands<'a> {
     tile: TileFn,
-    w: &'a [u8],
-    w_row_bytes: usize,
-    n: usize,
+    w: Weights<'a>,
     acts: &'a [u8],
     a_row_bytes: usize,
     m: usize,
@@ -216,17 +233,18 @@ impl Operands<'_> {
         let threads = rayon::current_num_threads().max(1);
         // Few activation rows (generation): split the weight rows into about 8 panels per
         // thread, enough to even out, in whole tiles. Many (a prompt): small square-ish panels.
+        let n = self.w.rows;
         let row_panel = if self.m <= MAX_TILE {
-            self.n.div_ceil(threads * 8).next_multiple_of(MAX_TILE)
+            n.div_ceil(threads * 8).next_multiple_of(MAX_TILE)
         } else {
             ROW_PANEL
         };
-        let row_panels = self.n.div_ceil(row_panel);
+        let row_panels = n.div_ceil(row_panel);
         let col_panels = self.m.div_ceil(COL_PANEL);
         let out = Output(dst.as_mut_ptr());
         let panel = |index: usize| {
             let (rp, cp) = (index % row_panels, index / row_panels);
-            let rows = rp * row_panel..((rp + 1) * row_panel).min(self.n);
+            let rows = rp * row_panel..((rp + 1) * row_panel).min(n);
             let cols = cp * COL_PANEL..((cp + 1) * COL_PANEL).min(self.m);
             self.panel(rows, cols, &out);
         };
@@ -238,18 +256,22 @@ impl Operands<'_> {
     }
 
     /// Weight rows `rows` × activation rows `cols`, tile by tile: each weight tile meets every
-    /// activation tile of the panel while it is in L1.
+    /// activation tile of the panel while it is in L1. `rows` starts at a multiple of
+    /// [`MAX_TILE`], so that every tile is a whole group of an interleaved layout.
     fn panel(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, out: &Output) {
         let mut tile_out = [[0f32; MAX_TILE]; MAX_TILE];
+        let (n, row_bytes) = (self.w.rows, self.w.row_bytes());
         for r0 in rows.clone().step_by(MAX_TILE) {
             let tile_rows = MAX_TILE.min(rows.end - r0);
-            let w = &self.w[r0 * self.w_row_bytes..(r0 + tile_rows) * self.w_row_bytes];
+            let w = &self.w.bytes[r0 * row_bytes..(r0 + tile_rows) * row_bytes];
+            let (w_row_stride, w_block_stride) = self.w.strides(r0);
             for c0 in cols.clone().step_by(MAX_TILE) {
                 let tile_cols = MAX_TILE.min(cols.end - c0);
                 let a = &self.acts[c0 * self.a_row_bytes..(c0 + tile_cols) * self.a_row_bytes];
                 let tile = Tile {
                     w,
-                    w_row_bytes: self.w_row_bytes,
+                    w_row_stride,
+                    w_block_stride,
                     rows: tile_rows,
                     a,
                     a_row_bytes: self.a_row_bytes,
@@ -259,10 +281,10 @@ impl Operands<'_> {
                 (self.tile)(&tile, &mut tile_out);
                 for (c, col) in (c0..c0 + tile_cols).enumerate() {
                     for (r, row) in (r0..r0 + tile_rows).enumerate() {
-                        debug_assert!(col < self.m && row < self.n);
+                        debug_assert!(col < self.m && row < n);
                         // SAFETY: row < n and col < m, so the cell is inside dst [m, n]; this
                         // panel is the only one covering it.
-                        unsafe { *out.0.add(col * self.n + row) = tile_out[r][c] };
+                        unsafe { *out.0.add(col * n + row) = tile_out[r][c] };
                     }
                 }
             }
@@ -274,8 +296,9 @@ impl Operands<'_> {
 mod tests {
     use super::*;
 
-    /// The driver over every kernel: shapes with partial tiles and panels on both sides, one
-    /// thread and several, against the f64 reference.
+    /// The driver over every kernel and layout: shapes with partial tiles and panels on both
+    /// sides (and a last interleaved group of fewer rows), one thread and several, against the
+    /// f64 reference.
     #[test]
     fn matmul_matches_the_reference_for_every_type_and_shape() {
         for ty in testing::TYPES {
@@ -286,7 +309,9 @@ mod tests {
                     } else {
                         3 * ty.block_size()
                     };
-                    testing::check_matmul(isa, ty, m, n, k);
+                    for &layout in testing::layouts(ty) {
+                        testing::check_matmul(isa, ty, layout, m, n, k);
+                    }
                 }
             }
         }

@@ -63,10 +63,9 @@ fn scales_mins(packed: [u8; 12]) -> (u64, u64) {
 /// The portable kernel, and the reference the SIMD ones are read against.
 fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
     for (r, out_row) in out.iter_mut().enumerate().take(t.rows) {
-        let w = &t.w[r * t.w_row_bytes..][..t.w_row_bytes];
         let mut sums = [0f32; MAX_TILE];
         for b in 0..t.blocks {
-            let wb = &w[b * BLOCK_BYTES..][..BLOCK_BYTES];
+            let wb = t.w_block(r, b, BLOCK_BYTES);
             let d = f16::from_le_bytes([wb[0], wb[1]]).to_f32();
             let dmin = f16::from_le_bytes([wb[2], wb[3]]).to_f32();
             let (scales, mins) = scales_mins(wb[4..16].try_into().unwrap());
@@ -311,7 +310,7 @@ fn tile_neon(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
 
 #[cfg(target_arch = "aarch64")]
 mod neon {
-    use super::{scales_mins, Tile, A_BYTES, BLOCK_BYTES, MAX_TILE};
+    use super::{scales_mins, Tile, A_BYTES, MAX_TILE};
     use crate::matmul::activations::QK_K;
     use half::f16;
     use std::arch::aarch64::*;
@@ -327,7 +326,7 @@ mod neon {
         for (r, out_row) in out.iter_mut().enumerate().take(t.rows) {
             let mut sums = [0f32; MAX_TILE];
             for b in 0..t.blocks {
-                let w = t.w.as_ptr().add(r * t.w_row_bytes + b * BLOCK_BYTES);
+                let w = t.w.as_ptr().add(r * t.w_row_stride + b * t.w_block_stride);
                 let d = f16::from_bits(read_unaligned(w.cast::<u16>())).to_f32();
                 let dmin = f16::from_bits(read_unaligned(w.add(2).cast::<u16>())).to_f32();
                 let (scales, mins) = scales_mins(read_unaligned(w.add(4).cast::<[u8; 12]>()));

@@ -28,12 +28,11 @@ pub(super) fn select(isa: Isa) -> TileFn {
 /// The portable kernel, and the reference the SIMD ones are read against.
 fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
     for (r, out_row) in out.iter_mut().enumerate().take(t.rows) {
-        let w = &t.w[r * t.w_row_bytes..][..t.w_row_bytes];
         for (c, out) in out_row.iter_mut().enumerate().take(t.cols) {
             let a = &t.a[c * t.a_row_bytes..][..t.a_row_bytes];
             let mut sum = 0f32;
             for b in 0..t.blocks {
-                let wb = &w[b * BLOCK_BYTES..][..BLOCK_BYTES];
+                let wb = t.w_block(r, b, BLOCK_BYTES);
                 let ab: Q8Block = read_block(&a[b * size_of::<Q8Block>()..]);
                 let qh = u32::from_le_bytes([wb[2], wb[3], wb[4], wb[5]]);
                 let mut dot = 0i32;

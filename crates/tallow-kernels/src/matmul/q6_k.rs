@@ -56,10 +56,9 @@ fn codes(block: &[u8]) -> [u8; QK_K] {
 /// The portable kernel, and the reference the SIMD ones are read against.
 fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
     for (r, out_row) in out.iter_mut().enumerate().take(t.rows) {
-        let w = &t.w[r * t.w_row_bytes..][..t.w_row_bytes];
         let mut sums = [0f32; MAX_TILE];
         for b in 0..t.blocks {
-            let wb = &w[b * BLOCK_BYTES..][..BLOCK_BYTES];
+            let wb = t.w_block(r, b, BLOCK_BYTES);
             let q = codes(wb);
             let scales = &wb[192..208];
             let d = f16::from_le_bytes([wb[208], wb[209]]).to_f32();
@@ -321,7 +320,7 @@ fn tile_neon(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
 
 #[cfg(target_arch = "aarch64")]
 mod neon {
-    use super::{Tile, A_BYTES, BLOCK_BYTES, MAX_TILE};
+    use super::{Tile, A_BYTES, MAX_TILE};
     use half::f16;
     use std::arch::aarch64::*;
     use std::ptr::read_unaligned;
@@ -338,7 +337,7 @@ mod neon {
         for (r, out_row) in out.iter_mut().enumerate().take(t.rows) {
             let mut sums = [0f32; MAX_TILE];
             for b in 0..t.blocks {
-                let w = t.w.as_ptr().add(r * t.w_row_bytes + b * BLOCK_BYTES);
+                let w = t.w.as_ptr().add(r * t.w_row_stride + b * t.w_block_stride);
                 let d = f16::from_bits(read_unaligned(w.add(208).cast::<u16>())).to_f32();
                 let scales = w.add(192).cast::<i8>();
                 let mut q = [vdupq_n_s8(0); 16];

@@ -123,6 +123,8 @@ unsafe fn avx512vnni<K: SuperBlocks, const COLS: usize>(t: &Tile<'_>, out: &mut 
 unsafe fn tile<K: SuperBlocks, const COLS: usize>(t: &Tile<'_>, out: &mut Out) {
     let a_bytes = size_of::<Q8KBlock>();
     let mut acc = [[K::Acc::zero(); COLS]; MAX_TILE];
+    // The same super-block PREFETCH_ROWS rows down, in either layout (whole groups of rows).
+    let ahead = PREFETCH_ROWS * t.blocks * K::BLOCK_BYTES;
     // [super-block][column]; only the first `group` super-blocks are written and read.
     let mut prepared = [[MaybeUninit::<K::Prepared>::uninit(); COLS]; GROUP];
     for b0 in (0..t.blocks).step_by(GROUP) {
@@ -140,8 +142,8 @@ unsafe fn tile<K: SuperBlocks, const COLS: usize>(t: &Tile<'_>, out: &mut Out) {
                 let a = std::array::from_fn(|c| a[c].assume_init_ref());
                 let w =
                     t.w.as_ptr()
-                        .add(r * t.w_row_bytes + (b0 + g) * K::BLOCK_BYTES);
-                prefetch_ahead::<K>(w, t.w_row_bytes);
+                        .add(r * t.w_row_stride + (b0 + g) * t.w_block_stride);
+                prefetch_ahead::<K>(w, ahead);
                 K::block::<COLS>(w, a, &mut row);
             }
             *acc = row;
@@ -184,11 +186,11 @@ pub(super) unsafe fn interleave(x: __m256i, y: __m256i) -> [__m256i; 2] {
     [_mm256_unpacklo_epi64(x, y), _mm256_unpackhi_epi64(x, y)]
 }
 
-/// Asks for the same super-block [`PREFETCH_ROWS`] rows down. Prefetches never fault, so the
-/// address may lie past the weights.
+/// Asks for the super-block `ahead` bytes down. Prefetches never fault, so the address may lie
+/// past the weights.
 #[inline(always)]
-unsafe fn prefetch_ahead<K: SuperBlocks>(block: *const u8, row_bytes: usize) {
-    let next = block.wrapping_add(PREFETCH_ROWS * row_bytes);
+unsafe fn prefetch_ahead<K: SuperBlocks>(block: *const u8, ahead: usize) {
+    let next = block.wrapping_add(ahead);
     for line in (0..K::BLOCK_BYTES).step_by(64) {
         _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line).cast());
     }

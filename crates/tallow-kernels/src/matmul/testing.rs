@@ -4,7 +4,7 @@
 //! CPU has, every tile shape, and row lengths from a single block up.
 
 use super::activations::{read_block, Q8Block, Q8KBlock};
-use super::{kernel, matmul_on, ActFormat, Isa, Tile, MAX_TILE};
+use super::{kernel, matmul_on, ActFormat, Isa, Layout, Tile, Weights, MAX_TILE};
 use crate::{quantize_rows, QuantType};
 use candle_core::quantized::k_quants::{
     BlockQ4K, BlockQ4_0, BlockQ5_0, BlockQ6K, BlockQ8_0, GgmlType,
@@ -101,6 +101,34 @@ pub fn decode_activations(format: ActFormat, bytes: &[u8], values: usize) -> Vec
     out
 }
 
+/// The layouts weights of type `ty` can have: rows, and interleaved groups for block types.
+pub fn layouts(ty: QuantType) -> &'static [Layout] {
+    if ty.block_size() > 1 {
+        &[Layout::Rows, Layout::Interleaved]
+    } else {
+        &[Layout::Rows]
+    }
+}
+
+/// `w` (`rows` rows of `k` values in [`Layout::Rows`]) in `layout`.
+pub fn laid_out(ty: QuantType, layout: Layout, w: &[u8], rows: usize, k: usize) -> Vec<u8> {
+    match layout {
+        Layout::Rows => w.to_vec(),
+        Layout::Interleaved => {
+            let mut out = vec![0u8; w.len()];
+            let plain = Weights {
+                ty,
+                layout: Layout::Rows,
+                bytes: w,
+                rows,
+                cols: k,
+            };
+            plain.interleave_into(&mut out);
+            out
+        }
+    }
+}
+
 /// Operands for `n` weight rows and `m` activation rows of length `k`, with the f64 products
 /// and Σ|w·a| (the scale of the rounding error) of every pair, indexed [c][r].
 pub struct Case {
@@ -158,21 +186,35 @@ pub fn assert_close(got: f32, expected: f64, magnitude: f64, what: &str) {
     );
 }
 
-/// Every tile shape 1..=MAX_TILE × 1..=MAX_TILE and every row length, on every tier this CPU has.
+/// Every tile shape 1..=MAX_TILE × 1..=MAX_TILE, every row length and every layout, on every
+/// tier this CPU has.
 #[allow(clippy::needless_range_loop)] // out[r][col] reads as the tile it is
 pub fn check_tiles(ty: QuantType) {
     for &isa in Isa::available() {
         let tile_fn = kernel(ty, isa).expect("kernel").tile;
         for (seed, k) in row_lengths(ty).into_iter().enumerate() {
             let c = case(ty, MAX_TILE, MAX_TILE, k, seed as u64 + 1);
-            for rows in 1..=MAX_TILE {
+            for (&layout, rows) in layouts(ty)
+                .iter()
+                .flat_map(|l| std::iter::repeat(l).zip(1..=MAX_TILE))
+            {
                 for cols in 1..=MAX_TILE {
-                    // Exactly the bytes of the tile, so a read past them is out of bounds.
-                    let w = c.w[..rows * c.w_row_bytes].to_vec();
+                    // Exactly the bytes of the tile (a whole group of `rows` rows), so a read
+                    // past them is out of bounds.
+                    let w = laid_out(ty, layout, &c.w[..rows * c.w_row_bytes], rows, k);
+                    let (w_row_stride, w_block_stride) = Weights {
+                        ty,
+                        layout,
+                        bytes: &w,
+                        rows,
+                        cols: k,
+                    }
+                    .strides(0);
                     let a = c.a[..cols * c.a_row_bytes].to_vec();
                     let tile = Tile {
                         w: &w,
-                        w_row_bytes: c.w_row_bytes,
+                        w_row_stride,
+                        w_block_stride,
                         rows,
                         a: &a,
                         a_row_bytes: c.a_row_bytes,
@@ -188,7 +230,7 @@ pub fn check_tiles(ty: QuantType) {
                                 c.expected[col][r],
                                 c.magnitude[col][r],
                                 &format!(
-                                    "{ty:?} on {} k={k} tile {rows}x{cols} [{r}][{col}]",
+                                    "{ty:?} {layout:?} on {} k={k} tile {rows}x{cols} [{r}][{col}]",
                                     isa.name()
                                 ),
                             );
@@ -200,16 +242,24 @@ pub fn check_tiles(ty: QuantType) {
     }
 }
 
-/// The whole product through the driver, on one thread and on a pool of three.
-pub fn check_matmul(isa: Isa, ty: QuantType, m: usize, n: usize, k: usize) {
+/// The whole product through the driver in `layout`, on one thread and on a pool of three.
+pub fn check_matmul(isa: Isa, ty: QuantType, layout: Layout, m: usize, n: usize, k: usize) {
     let c = case(ty, m, n, k, (m * 1000 + n) as u64);
+    let bytes = laid_out(ty, layout, &c.w, n, k);
+    let w = Weights {
+        ty,
+        layout,
+        bytes: &bytes,
+        rows: n,
+        cols: k,
+    };
     for threads in [1, 3] {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
         let mut dst = vec![f32::NAN; m * n];
-        pool.install(|| matmul_on(isa, ty, &c.w, n, &c.a_f32, k, &mut dst));
+        pool.install(|| matmul_on(isa, &w, &c.a_f32, &mut dst));
         for col in 0..m {
             for r in 0..n {
                 assert_close(
@@ -217,7 +267,7 @@ pub fn check_matmul(isa: Isa, ty: QuantType, m: usize, n: usize, k: usize) {
                     c.expected[col][r],
                     c.magnitude[col][r],
                     &format!(
-                        "{ty:?} on {} [{m}x{k}]·[{n}x{k}]ᵀ at [{col}, {r}], {threads} threads",
+                        "{ty:?} {layout:?} on {} [{m}x{k}]·[{n}x{k}]ᵀ at [{col}, {r}], {threads} threads",
                         isa.name()
                     ),
                 );
