@@ -46,12 +46,7 @@ fn bench(pool: &rayon::ThreadPool, name: &str, ty: QuantType, n: usize, k: usize
         .collect();
     let mut plain = vec![0u8; n * k / ty.block_size() * ty.block_bytes()];
     quantize_rows(ty, &values, k, &mut plain);
-    let layouts: &[Layout] = if ty.block_size() > 1 {
-        &[Layout::Rows, Layout::Interleaved]
-    } else {
-        &[Layout::Rows]
-    };
-    for &layout in layouts {
+    for &layout in Layout::all_for(ty) {
         let mut bytes = plain.clone();
         let w = Weights {
             ty,

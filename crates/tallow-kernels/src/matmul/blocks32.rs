@@ -52,7 +52,7 @@ type Out = [[f32; MAX_TILE]; MAX_TILE];
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use super::super::activations::Q8Block;
-    use super::super::{Tile, PREFETCH_ROWS};
+    use super::super::Tile;
     use super::Out;
     use std::arch::x86_64::*;
     use std::mem::offset_of;
@@ -246,7 +246,7 @@ pub(super) mod x86 {
             let spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
             // Lanes 4r..4r + 3 of acc[c]: weight row r × activation row c.
             let mut acc = [_mm512_setzero_ps(); C];
-            let ahead = prefetch_distance::<W>(t);
+            let ahead = t.prefetch_distance(W::BLOCK_BYTES);
             for b in 0..t.blocks {
                 let w = t.w.as_ptr().add(b * t.w_block_stride);
                 let a = t.a.as_ptr().add(b * size_of::<Q8Block>());
@@ -314,13 +314,6 @@ pub(super) mod x86 {
         (d, sum)
     }
 
-    /// Bytes from a block to the same block [`PREFETCH_ROWS`] rows down, in either layout (a
-    /// multiple of [`MAX_TILE`](super::super::MAX_TILE) rows spans whole groups).
-    #[inline(always)]
-    fn prefetch_distance<W: Format>(t: &Tile<'_>) -> usize {
-        PREFETCH_ROWS * t.blocks * W::BLOCK_BYTES
-    }
-
     /// Asks for the same block of the tile's rows `ahead` bytes down. Prefetches never fault, so
     /// the address may lie past the weights (hence `wrapping_add`).
     #[inline(always)]
@@ -361,7 +354,7 @@ pub(super) mod x86 {
             let minus_offset = _mm256_set1_epi64x(i64::from(-Self::offset::<W>() as u16));
             // Lanes 2r and 2r + 1 of acc[c]: weight row r × activation row c.
             let mut acc = [_mm256_setzero_ps(); C];
-            let ahead = prefetch_distance::<W>(t);
+            let ahead = t.prefetch_distance(W::BLOCK_BYTES);
             for b in 0..t.blocks {
                 let w = t.w.as_ptr().add(b * t.w_block_stride);
                 let a = t.a.as_ptr().add(b * size_of::<Q8Block>());

@@ -23,6 +23,16 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// The layouts weights of type `ty` can have: rows, and interleaved groups for block types
+    /// (not F16's single values).
+    pub fn all_for(ty: QuantType) -> &'static [Layout] {
+        if ty.block_size() > 1 {
+            &[Layout::Rows, Layout::Interleaved]
+        } else {
+            &[Layout::Rows]
+        }
+    }
+
     /// The layout the kernels of `ty` read fastest. The 32-value formats' kernels walk a tile's
     /// rows block by block, so interleaving makes their reads one run (two threads, Llama-3.2-1B
     /// shapes from memory: Q4_0 ~35 → ~40 GB/s, Q8_0 ~33 → ~38). The K-quant kernels already

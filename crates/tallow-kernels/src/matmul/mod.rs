@@ -48,7 +48,7 @@ const PREFETCH_ROWS: usize = 2 * MAX_TILE;
 /// One kernel call's operands.
 pub struct Tile<'a> {
     /// `rows` weight rows (1..=MAX_TILE) in the weight type's blocks: block b of row r at
-    /// `r * w_row_stride + b * w_block_stride` ([`Layout::strides`]).
+    /// `r * w_row_stride + b * w_block_stride` ([`Weights::strides`]).
     pub w: &'a [u8],
     pub w_row_stride: usize,
     pub w_block_stride: usize,
@@ -65,6 +65,13 @@ impl Tile<'_> {
     /// The `len` bytes of block `b` of weight row `r` (the portable kernels).
     pub fn w_block(&self, r: usize, b: usize, len: usize) -> &[u8] {
         &self.w[r * self.w_row_stride + b * self.w_block_stride..][..len]
+    }
+
+    /// Bytes from a block of `block_bytes` to the same block [`PREFETCH_ROWS`] rows down, in
+    /// either layout (a multiple of [`MAX_TILE`] rows spans whole groups).
+    #[cfg(target_arch = "x86_64")]
+    fn prefetch_distance(&self, block_bytes: usize) -> usize {
+        PREFETCH_ROWS * self.blocks * block_bytes
     }
 
     /// Asserts that the tile's shape is 1..=MAX_TILE on both sides and that every block a SIMD
@@ -309,7 +316,7 @@ mod tests {
                     } else {
                         3 * ty.block_size()
                     };
-                    for &layout in testing::layouts(ty) {
+                    for &layout in Layout::all_for(ty) {
                         testing::check_matmul(isa, ty, layout, m, n, k);
                     }
                 }

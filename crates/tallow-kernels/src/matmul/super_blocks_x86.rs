@@ -7,7 +7,7 @@
 //! it so that the loops over them unroll and their accumulators live in registers.
 
 use super::activations::Q8KBlock;
-use super::{Tile, MAX_TILE, PREFETCH_ROWS};
+use super::{Tile, MAX_TILE};
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
@@ -123,8 +123,7 @@ unsafe fn avx512vnni<K: SuperBlocks, const COLS: usize>(t: &Tile<'_>, out: &mut 
 unsafe fn tile<K: SuperBlocks, const COLS: usize>(t: &Tile<'_>, out: &mut Out) {
     let a_bytes = size_of::<Q8KBlock>();
     let mut acc = [[K::Acc::zero(); COLS]; MAX_TILE];
-    // The same super-block PREFETCH_ROWS rows down, in either layout (whole groups of rows).
-    let ahead = PREFETCH_ROWS * t.blocks * K::BLOCK_BYTES;
+    let ahead = t.prefetch_distance(K::BLOCK_BYTES);
     // [super-block][column]; only the first `group` super-blocks are written and read.
     let mut prepared = [[MaybeUninit::<K::Prepared>::uninit(); COLS]; GROUP];
     for b0 in (0..t.blocks).step_by(GROUP) {

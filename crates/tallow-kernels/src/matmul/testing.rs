@@ -101,15 +101,6 @@ pub fn decode_activations(format: ActFormat, bytes: &[u8], values: usize) -> Vec
     out
 }
 
-/// The layouts weights of type `ty` can have: rows, and interleaved groups for block types.
-pub fn layouts(ty: QuantType) -> &'static [Layout] {
-    if ty.block_size() > 1 {
-        &[Layout::Rows, Layout::Interleaved]
-    } else {
-        &[Layout::Rows]
-    }
-}
-
 /// `w` (`rows` rows of `k` values in [`Layout::Rows`]) in `layout`.
 pub fn laid_out(ty: QuantType, layout: Layout, w: &[u8], rows: usize, k: usize) -> Vec<u8> {
     match layout {
@@ -194,7 +185,7 @@ pub fn check_tiles(ty: QuantType) {
         let tile_fn = kernel(ty, isa).expect("kernel").tile;
         for (seed, k) in row_lengths(ty).into_iter().enumerate() {
             let c = case(ty, MAX_TILE, MAX_TILE, k, seed as u64 + 1);
-            for (&layout, rows) in layouts(ty)
+            for (&layout, rows) in Layout::all_for(ty)
                 .iter()
                 .flat_map(|l| std::iter::repeat(l).zip(1..=MAX_TILE))
             {
