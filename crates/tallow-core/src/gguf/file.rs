@@ -267,6 +267,12 @@ impl GgufFile {
         &self.metadata
     }
 
+    /// The metadata, moved out: the file keeps an empty one. For a loader that is done with it
+    /// before it reads the weights, so that the two are not in memory at once.
+    pub fn take_metadata(&mut self) -> Metadata {
+        std::mem::take(&mut self.metadata)
+    }
+
     /// Every tensor, in file order.
     pub fn tensors(&self) -> &[TensorInfo] {
         &self.tensors

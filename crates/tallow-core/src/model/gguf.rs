@@ -37,14 +37,20 @@ pub(super) fn is_gguf_file(path: &Path) -> bool {
 
 pub(super) fn load(path: &Path, device: DeviceKind) -> Result<Model> {
     require_cpu_for_quantized(device)?;
-    let file = Arc::new(GgufFile::open(path)?);
+    let mut file = GgufFile::open(path)?;
     let candle_device = device.open()?;
-    let meta = file.metadata();
-    let tok = tokenizer_from_metadata(meta)?;
+    // Everything the metadata gives is read before the weights load, and the metadata dropped:
+    // a large vocabulary's strings are tens of MB that peak memory would otherwise hold too.
+    let meta = file.take_metadata();
+    let file = Arc::new(file);
+    let tok = tokenizer_from_metadata(&meta)?;
     let probe = GgufWeights::new(file.clone(), false, &candle_device);
-    let mut spec = spec_from_gguf(meta, &probe, tok.tokenizer.vocab_size())?;
+    let mut spec = spec_from_gguf(&meta, &probe, tok.tokenizer.vocab_size())?;
     spec.bos_token_id = tok.bos_token_id;
     spec.eos_token_ids = tok.eos_token_ids.clone();
+    let file_type = meta.u64("general.file_type")?;
+    let general = general_metadata(meta.entries());
+    drop(meta);
     let weights = GgufWeights::new(file.clone(), spec.norm.sandwich, &candle_device);
     let decoder = Decoder::load(&spec, &weights, &candle_device)?;
     let chat = Chat::new(
@@ -67,7 +73,6 @@ pub(super) fn load(path: &Path, device: DeviceKind) -> Result<Model> {
         .max_by_key(|(_, n)| **n)
         .map(|(t, _)| t.clone())
         .unwrap_or_default();
-    let file_type = meta.u64("general.file_type")?;
     let info = ModelInfo {
         architecture: spec.architecture.clone(),
         format: "gguf".into(),
@@ -87,7 +92,7 @@ pub(super) fn load(path: &Path, device: DeviceKind) -> Result<Model> {
         bos_token_id: spec.bos_token_id,
         eos_token_ids: spec.eos_token_ids.clone(),
         device: device.name(),
-        metadata: general_metadata(meta.entries()),
+        metadata: general,
     };
     Ok(Model {
         decoder,
