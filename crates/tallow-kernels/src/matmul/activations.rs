@@ -6,6 +6,7 @@
 //! kernels with unaligned loads, so no alignment is assumed.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 /// Values per [`Q8Block`] and per block of the 32-value weight formats.
 pub const QK8: usize = 32;
@@ -42,7 +43,8 @@ pub enum ActFormat {
     Q8,
     /// [`Q8KBlock`]s: the K-quants.
     Q8K,
-    /// f16 values: F16 weights (ggml rounds the activations to f16 too).
+    /// f32 values rounded to f16 precision: F16 weights (ggml rounds the activations to f16
+    /// too). Kept 4 bytes wide so that kernels read them without a conversion per use.
     F16,
 }
 
@@ -63,7 +65,7 @@ impl ActFormat {
             * match self {
                 ActFormat::Q8 => std::mem::size_of::<Q8Block>(),
                 ActFormat::Q8K => std::mem::size_of::<Q8KBlock>(),
-                ActFormat::F16 => 2,
+                ActFormat::F16 => 4,
             }
     }
 
@@ -88,8 +90,17 @@ impl ActFormat {
                 }
             }
             ActFormat::F16 => {
-                for (x, out) in x.iter().zip(out.chunks_exact_mut(2)) {
-                    out.copy_from_slice(&f16::from_f32(*x).to_le_bytes());
+                // Through f16 and back by half's slice conversions (vectorized where the CPU
+                // has F16C; one value at a time they were 8% of an F16 prompt).
+                const CHUNK: usize = 64;
+                let (mut halves, mut rounded) = ([f16::ZERO; CHUNK], [0f32; CHUNK]);
+                for (x, out) in x.chunks(CHUNK).zip(out.chunks_mut(4 * CHUNK)) {
+                    let (halves, rounded) = (&mut halves[..x.len()], &mut rounded[..x.len()]);
+                    halves.convert_from_f32_slice(x);
+                    halves.convert_to_f32_slice(rounded);
+                    for (v, out) in rounded.iter().zip(out.chunks_exact_mut(4)) {
+                        out.copy_from_slice(&v.to_le_bytes());
+                    }
                 }
             }
         }

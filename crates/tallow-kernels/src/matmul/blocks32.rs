@@ -21,6 +21,23 @@ pub(super) fn simd<W: x86::Format>(isa: Isa) -> Option<TileFn> {
     }
 }
 
+/// The prompt kernel of format `W` for `isa`, or None where this tier has none (the tiles run
+/// prompts too).
+#[cfg(target_arch = "x86_64")]
+pub(super) fn panel<W: x86::Format>(isa: Isa) -> Option<super::PanelFn> {
+    match isa {
+        Isa::Avx512Vnni => Some(x86::panel_avx512vnni::<W>),
+        _ => None,
+    }
+}
+
+/// No prompt kernels outside x86-64 yet: the tiles run prompts.
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::extra_unused_type_parameters)] // the same call as on x86-64
+pub(super) fn panel<W>(_isa: super::Isa) -> Option<super::PanelFn> {
+    None
+}
+
 /// The SIMD kernel of format `W` for `isa`, or None where this CPU tier has none (the format's
 /// portable kernel applies).
 #[cfg(target_arch = "aarch64")]
@@ -52,9 +69,10 @@ type Out = [[f32; MAX_TILE]; MAX_TILE];
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use super::super::activations::Q8Block;
-    use super::super::Tile;
+    use super::super::{Panel, Tile, MAX_TILE, PANEL_ROWS};
     use super::Out;
     use std::arch::x86_64::*;
+    use std::cell::RefCell;
     use std::mem::offset_of;
 
     /// What a block's byte codes stand for.
@@ -386,6 +404,167 @@ pub(super) mod x86 {
                     out[c] = lanes[2 * r] + lanes[2 * r + 1];
                 }
             }
+        }
+    }
+
+    /// One block index of a prompt panel, as its kernel reads it: the 16 rows' scales, and
+    /// their codes as unsigned bytes by groups of 4 values, `codes[q]` lane r = values
+    /// 4q..4q + 4 of row r (rows past the matrix's end: scale and codes 0).
+    #[derive(Clone, Copy)]
+    #[repr(C, align(64))]
+    struct PanelBlock {
+        scales: [f32; PANEL_ROWS],
+        codes: [[u32; PANEL_ROWS]; 8],
+    }
+
+    const EMPTY_BLOCK: PanelBlock = PanelBlock {
+        scales: [0.0; PANEL_ROWS],
+        codes: [[0; PANEL_ROWS]; 8],
+    };
+
+    /// Activation rows one pass of the prompt kernel takes: its accumulators.
+    const PASS_COLS: usize = 8;
+
+    type Pass = unsafe fn(&[PanelBlock], i32, *const u8, usize, &mut [[f32; PANEL_ROWS]]);
+
+    /// Prompts on AVX-512 VNNI. The panel's codes are unpacked once into [`PanelBlock`]s, so
+    /// that a 32-bit lane holds 4 codes of one row and the 16 lanes 16 rows. Against an
+    /// activation row's 4 bytes broadcast to every lane, `vpdpbusd` then adds 4 products to
+    /// each of the 16 rows' dots, 8 of them make the block's 16 integer dots, and one
+    /// conversion and FMA scale them: the tile kernel spends that conversion and FMA on 4
+    /// rows, and unpacks the weights again for every 4 activation rows.
+    pub(in super::super) fn panel_avx512vnni<W: Format>(
+        p: &Panel<'_>,
+        out: &mut [[f32; PANEL_ROWS]],
+    ) {
+        thread_local! {
+            /// The unpacked panel, one PanelBlock per block index.
+            static UNPACKED: RefCell<Vec<PanelBlock>> = const { RefCell::new(Vec::new()) };
+        }
+        debug_assert!(is_x86_feature_detected!("avx512vnni"));
+        let blocks = p.w.cols / 32;
+        assert!(
+            p.w.bytes.len() == p.w.rows * blocks * W::BLOCK_BYTES
+                && p.first < p.w.rows
+                && p.a_row_bytes >= blocks * size_of::<Q8Block>()
+                && p.a.len() >= out.len() * p.a_row_bytes,
+            "panel operands"
+        );
+        // vpdpbusd takes unsigned bytes first: signed codes go in shifted by 128.
+        let offset = match W::CODES {
+            Codes::Unsigned(offset) => offset,
+            Codes::Signed => 128,
+        };
+        const PASSES: [Pass; PASS_COLS] = [
+            pass::<1>, pass::<2>, pass::<3>, pass::<4>, pass::<5>, pass::<6>, pass::<7>, pass::<8>,
+        ];
+        UNPACKED.with_borrow_mut(|unpacked| {
+            // SAFETY: only selected for Isa::Avx512Vnni, which Isa::available lists only on
+            // CPUs with AVX2, FMA, F16C and AVX-512 F, BW, VL and VNNI; `unpack` reads the
+            // panel's rows' blocks inside the weights (checked above), `pass` reads `blocks`
+            // Q8 blocks of each of its activation rows, inside `p.a` (checked above).
+            unsafe {
+                unpack::<W>(p, blocks, unpacked);
+                let passes = out.len().div_ceil(PASS_COLS);
+                for (c0, out) in (0..).step_by(PASS_COLS).zip(out.chunks_mut(PASS_COLS)) {
+                    p.prefetch_next(c0 / PASS_COLS, passes);
+                    let a = p.a.as_ptr().add(c0 * p.a_row_bytes);
+                    PASSES[out.len() - 1](unpacked, offset, a, p.a_row_bytes, out);
+                }
+            }
+        });
+    }
+
+    /// The panel's rows into `unpacked`, a group of (up to) 4 rows at a time by the tile
+    /// kernels' [`Format::rows_avx512`].
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn unpack<W: Format>(p: &Panel<'_>, blocks: usize, unpacked: &mut Vec<PanelBlock>) {
+        unpacked.clear();
+        unpacked.resize(blocks, EMPTY_BLOCK);
+        let flip = _mm256_set1_epi8(match W::CODES {
+            Codes::Unsigned(_) => 0,
+            Codes::Signed => -128,
+        });
+        let rows = p.rows();
+        for g in (0..rows).step_by(MAX_TILE) {
+            let first = p.first + g;
+            let (row_stride, block_stride) = p.w.strides(first);
+            let group =
+                p.w.bytes
+                    .as_ptr()
+                    .add(first * p.w.cols / 32 * W::BLOCK_BYTES);
+            let count = MAX_TILE.min(rows - g);
+            for (b, out) in unpacked.iter_mut().enumerate() {
+                let block = group.add(b * block_stride);
+                let dw = _mm_cvtph_ps(_mm_cvtsi64_si128(
+                    row_scales_of(count, block, row_stride) as i64
+                ));
+                _mm_storeu_ps(out.scales.as_mut_ptr().add(g), dw);
+                // Vector j: qword r = values 8j..8j + 8 of row r, i.e. u32 lanes 2r, 2r + 1 =
+                // the groups of 4 values 2j and 2j + 1.
+                let vectors = match count {
+                    1 => W::rows_avx512::<1>(block, row_stride),
+                    2 => W::rows_avx512::<2>(block, row_stride),
+                    3 => W::rows_avx512::<3>(block, row_stride),
+                    _ => W::rows_avx512::<4>(block, row_stride),
+                };
+                for (j, v) in vectors.into_iter().enumerate() {
+                    let mut lanes = [0u32; 8];
+                    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), _mm256_xor_si256(v, flip));
+                    for r in 0..count {
+                        out.codes[2 * j][g + r] = lanes[2 * r];
+                        out.codes[2 * j + 1][g + r] = lanes[2 * r + 1];
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`row_scales`] for a run-time row count.
+    #[inline(always)]
+    unsafe fn row_scales_of(count: usize, block: *const u8, row_stride: usize) -> u64 {
+        match count {
+            1 => row_scales::<1>(block, row_stride),
+            2 => row_scales::<2>(block, row_stride),
+            3 => row_scales::<3>(block, row_stride),
+            _ => row_scales::<4>(block, row_stride),
+        }
+    }
+
+    /// Activation rows 0..C from `a` (`a_row_bytes` apart) against the unpacked panel; codes
+    /// stand for `code − offset`.
+    #[allow(clippy::needless_range_loop)] // acc[c] and activation row c read as the pass
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn pass<const C: usize>(
+        unpacked: &[PanelBlock],
+        offset: i32,
+        a: *const u8,
+        a_row_bytes: usize,
+        out: &mut [[f32; PANEL_ROWS]],
+    ) {
+        let mut acc = [_mm512_setzero_ps(); C];
+        for (b, block) in unpacked.iter().enumerate() {
+            let dw = _mm512_load_ps(block.scales.as_ptr());
+            let codes: [__m512i; 8] =
+                std::array::from_fn(|q| _mm512_load_si512(block.codes[q].as_ptr().cast()));
+            for c in 0..C {
+                let act = a.add(c * a_row_bytes + b * size_of::<Q8Block>());
+                let (d, sum) = scale_and_sum(act);
+                let qs = act.add(offset_of!(Q8Block, qs)).cast::<i32>();
+                let four = |q: usize| _mm512_set1_epi32(qs.add(q).read_unaligned());
+                // Two chains of 4, so that each waits on half as many multiply-adds.
+                let mut even = _mm512_set1_epi32(-offset * sum);
+                let mut odd = _mm512_setzero_si512();
+                for q in (0..8).step_by(2) {
+                    even = _mm512_dpbusd_epi32(even, codes[q], four(q));
+                    odd = _mm512_dpbusd_epi32(odd, codes[q + 1], four(q + 1));
+                }
+                let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(even, odd));
+                acc[c] = _mm512_fmadd_ps(dot, _mm512_mul_ps(dw, _mm512_set1_ps(d)), acc[c]);
+            }
+        }
+        for c in 0..C {
+            _mm512_storeu_ps(out[c].as_mut_ptr(), acc[c]);
         }
     }
 }

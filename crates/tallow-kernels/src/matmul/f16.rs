@@ -1,7 +1,8 @@
-//! F16 weights × f16 activations, accumulated in f32 (ggml's `vec_dot_f16`: it rounds the
-//! activations to f16 too). A "block" is one value: `Tile::blocks` is the row length.
+//! F16 weights × activations rounded to f16 ([`super::ActFormat::F16`], kept as f32),
+//! accumulated in f32 (ggml's `vec_dot_f16`: it rounds the activations to f16 too). A "block"
+//! is one value: `Tile::blocks` is the row length.
 
-use super::{Isa, Tile, TileFn, MAX_TILE};
+use super::{Isa, PanelFn, Tile, TileFn, MAX_TILE};
 use half::f16;
 
 pub(super) fn select(isa: Isa) -> TileFn {
@@ -14,13 +15,26 @@ pub(super) fn select(isa: Isa) -> TileFn {
     }
 }
 
-fn value(bytes: &[u8], i: usize) -> f32 {
+/// The prompt kernel where this tier has one (AVX-512).
+pub(super) fn select_panel(isa: Isa) -> Option<PanelFn> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => Some(x86::panel_avx512),
+        _ => None,
+    }
+}
+
+fn weight(bytes: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32()
+}
+
+fn activation(bytes: &[u8], i: usize) -> f32 {
+    f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap())
 }
 
 /// Σ w[i]·a[i] for i in `range`, one value at a time (the portable kernel and the SIMD tails).
 fn dot_range(w: &[u8], a: &[u8], range: std::ops::Range<usize>) -> f32 {
-    range.map(|i| value(w, i) * value(a, i)).sum()
+    range.map(|i| weight(w, i) * activation(a, i)).sum()
 }
 
 /// The portable kernel, and the reference the SIMD ones are read against.
@@ -36,13 +50,14 @@ fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! Each step converts LANES values of every weight row and every activation row of the tile
-    //! to f32 once (F16C) and does R × C fused multiply-adds into per-pair accumulators; the
-    //! sub-tile shapes are const generics so the accumulators live in registers.
+    //! Each step converts LANES values of every weight row of the tile to f32 once (F16C) and
+    //! does R × C fused multiply-adds into per-pair accumulators; the sub-tile shapes are const
+    //! generics so the accumulators live in registers.
 
-    use super::super::{Tile, MAX_TILE};
-    use super::dot_range;
+    use super::super::{Panel, Tile, MAX_TILE, PANEL_ROWS};
+    use super::{dot_range, weight};
     use std::arch::x86_64::*;
+    use std::cell::RefCell;
 
     type Out = [[f32; MAX_TILE]; MAX_TILE];
     /// A sub-tile kernel: rows 0..R × columns c0..c0 + C; tables of them by [R − 1][C − 1].
@@ -51,7 +66,7 @@ mod x86 {
     /// The kernels read each row's values as one run: blocks of one value, 2 bytes apart.
     fn check_bounds(t: &Tile<'_>) {
         assert_eq!(t.w_block_stride, 2, "F16 rows are contiguous");
-        t.check_bounds(2, 2);
+        t.check_bounds(2, 4);
     }
 
     pub(super) fn tile_avx2(t: &Tile<'_>, out: &mut Out) {
@@ -131,9 +146,7 @@ mod x86 {
                 ));
             }
             for c in 0..C {
-                let av = _mm256_cvtph_ps(_mm_loadu_si128(
-                    a.add((c0 + c) * t.a_row_bytes + 2 * i).cast(),
-                ));
+                let av = _mm256_loadu_ps(a.add((c0 + c) * t.a_row_bytes + 4 * i).cast());
                 for r in 0..R {
                     acc[r][c] = _mm256_fmadd_ps(wv[r], av, acc[r][c]);
                 }
@@ -171,9 +184,7 @@ mod x86 {
                 ));
             }
             for c in 0..C {
-                let av = _mm512_cvtph_ps(_mm256_loadu_si256(
-                    a.add((c0 + c) * t.a_row_bytes + 2 * i).cast(),
-                ));
+                let av = _mm512_loadu_ps(a.add((c0 + c) * t.a_row_bytes + 4 * i).cast());
                 for r in 0..R {
                     acc[r][c] = _mm512_fmadd_ps(wv[r], av, acc[r][c]);
                 }
@@ -187,6 +198,124 @@ mod x86 {
                 out[r0 + r][c0 + c] =
                     _mm512_reduce_add_ps(acc[r][c]) + dot_range(w, a, n..t.blocks);
             }
+        }
+    }
+
+    /// Activation rows one pass of the prompt kernel takes: its accumulators.
+    const PASS_COLS: usize = 12;
+
+    /// Prompts on AVX-512. The panel's weights are widened to f32 once, value by value across
+    /// its rows: vector i holds value i of each of the 16 rows. Each activation value is then
+    /// broadcast against that vector, so one FMA makes 16 rows' products and no conversion
+    /// runs in the inner loop (the tile kernel converts each weight once per pair of
+    /// activation rows).
+    pub(super) fn panel_avx512(p: &Panel<'_>, out: &mut [[f32; PANEL_ROWS]]) {
+        thread_local! {
+            /// The widened panel, [k] vectors of PANEL_ROWS values.
+            static WIDE: RefCell<Vec<__m512>> = const { RefCell::new(Vec::new()) };
+        }
+        let k = p.w.cols;
+        assert!(
+            p.w.layout == super::super::Layout::Rows
+                && p.a_row_bytes >= 4 * k
+                && p.a.len() >= out.len() * p.a_row_bytes,
+            "F16 panel operands"
+        );
+        const PASSES: [Pass; PASS_COLS] = [
+            pass::<1>, pass::<2>, pass::<3>, pass::<4>, pass::<5>, pass::<6>, pass::<7>, pass::<8>,
+            pass::<9>, pass::<10>, pass::<11>, pass::<12>,
+        ];
+        WIDE.with_borrow_mut(|wide| {
+            // SAFETY: only selected when Isa::detect/available found AVX-512 F (and F16C);
+            // `widen` writes k vectors and reads each panel row's 2k bytes, `pass` reads k
+            // vectors and k values of each of its activation rows, all checked above.
+            unsafe {
+                widen(p, wide);
+                let passes = out.len().div_ceil(PASS_COLS);
+                for (c0, out) in (0..).step_by(PASS_COLS).zip(out.chunks_mut(PASS_COLS)) {
+                    p.prefetch_next(c0 / PASS_COLS, passes);
+                    let a = p.a.as_ptr().add(c0 * p.a_row_bytes);
+                    PASSES[out.len() - 1](wide, a, p.a_row_bytes, out);
+                }
+            }
+        });
+    }
+
+    type Pass = unsafe fn(&[__m512], *const u8, usize, &mut [[f32; PANEL_ROWS]]);
+
+    /// The panel's rows into `wide`: `wide[i]` lane r = value i of row r (0 past the last row),
+    /// by blocks of 16 values of the 16 rows transposed in registers.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    unsafe fn widen(p: &Panel<'_>, wide: &mut Vec<__m512>) {
+        const LANES: usize = 16;
+        let k = p.w.cols;
+        wide.clear();
+        wide.resize(k, _mm512_setzero_ps());
+        let rows: Vec<&[u8]> = (0..p.rows()).map(|r| p.w_block(r, 0, 2 * k)).collect();
+        let whole = k / LANES * LANES;
+        for i0 in (0..whole).step_by(LANES) {
+            let mut block = [_mm512_setzero_ps(); PANEL_ROWS];
+            for (block, row) in block.iter_mut().zip(&rows) {
+                *block = _mm512_cvtph_ps(_mm256_loadu_si256(row.as_ptr().add(2 * i0).cast()));
+            }
+            wide[i0..i0 + LANES].copy_from_slice(&transpose(block));
+        }
+        // The last values of a row that is not a multiple of 16 long, one at a time.
+        let lanes: &mut [[f32; PANEL_ROWS]] =
+            std::slice::from_raw_parts_mut(wide.as_mut_ptr().cast(), k);
+        for (r, row) in rows.iter().enumerate() {
+            for (i, lane) in lanes.iter_mut().enumerate().skip(whole) {
+                lane[r] = weight(row, i);
+            }
+        }
+    }
+
+    /// The 16×16 block `m` (vector r = row r) transposed (vector i = value i of every row):
+    /// blocks of 8, 4, 2 and 1 rows swapped across the diagonal in turn.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transpose(mut m: [__m512; 16]) -> [__m512; 16] {
+        for d in [8, 4, 2, 1] {
+            // Row i takes the lanes of row i + d that face it across the diagonal, and the
+            // other way round.
+            let low: [i32; 16] =
+                std::array::from_fn(|l| if l & d == 0 { l } else { 16 + l - d } as i32);
+            let high: [i32; 16] =
+                std::array::from_fn(|l| if l & d == 0 { l + d } else { 16 + l } as i32);
+            let (low, high) = (
+                _mm512_loadu_si512(low.as_ptr().cast()),
+                _mm512_loadu_si512(high.as_ptr().cast()),
+            );
+            for i in (0..16).filter(|i| i & d == 0) {
+                let (a, b) = (m[i], m[i + d]);
+                m[i] = _mm512_permutex2var_ps(a, low, b);
+                m[i + d] = _mm512_permutex2var_ps(a, high, b);
+            }
+        }
+        m
+    }
+
+    /// Activation rows 0..C from `a` (`a_row_bytes` apart) against the widened panel.
+    #[allow(clippy::needless_range_loop)] // acc[c] and a row c read as the pass they are
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    unsafe fn pass<const C: usize>(
+        wide: &[__m512],
+        a: *const u8,
+        a_row_bytes: usize,
+        out: &mut [[f32; PANEL_ROWS]],
+    ) {
+        let mut acc = [_mm512_setzero_ps(); C];
+        for (i, &w) in wide.iter().enumerate() {
+            for c in 0..C {
+                let x = a
+                    .add(c * a_row_bytes + 4 * i)
+                    .cast::<f32>()
+                    .read_unaligned();
+                acc[c] = _mm512_fmadd_ps(w, _mm512_set1_ps(x), acc[c]);
+            }
+        }
+        for c in 0..C {
+            _mm512_storeu_ps(out[c].as_mut_ptr(), acc[c]);
         }
     }
 }

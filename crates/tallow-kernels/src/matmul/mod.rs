@@ -11,6 +11,13 @@
 //! grouped into panels that run on the current rayon pool (the engine's, sized to the physical
 //! cores). Each weight type has its kernels in its own module: a portable one and SIMD ones
 //! chosen at run time ([`Isa`]).
+//!
+//! Prompts (more than [`MAX_TILE`] activation rows) go by [`PanelFn`] where the type has one on
+//! the tier: a task rewrites [`PANEL_ROWS`] weight rows once into a form whose vector lanes are
+//! the rows (F16 widened to f32; 32-value blocks unpacked to byte codes), then runs every
+//! activation row against it, so each instruction makes 16 rows' products and no weight is
+//! unpacked twice. On two Zen 5 threads that took Q4_0 products with 512 activation rows from
+//! ~175 to ~480 GMAC/s and F16 from ~120 to ~175.
 
 pub mod activations;
 mod blocks32;
@@ -120,11 +127,69 @@ impl Tile<'_> {
 /// Writes `out[r][c]` = dot(weight row r, activation row c) for r < rows, c < cols.
 pub type TileFn = fn(&Tile<'_>, &mut [[f32; MAX_TILE]; MAX_TILE]);
 
+/// Weight rows of one prompt panel: a 512-bit vector holds one f32 per row.
+pub const PANEL_ROWS: usize = 16;
+
+/// A prompt panel kernel's operands: [`PANEL_ROWS`] weight rows from `first` (fewer at the end
+/// of the matrix) against every activation row.
+pub struct Panel<'a> {
+    pub w: Weights<'a>,
+    /// A multiple of [`PANEL_ROWS`].
+    pub first: usize,
+    /// Activation rows in the type's [`ActFormat`], `a_row_bytes` apart.
+    pub a: &'a [u8],
+    pub a_row_bytes: usize,
+}
+
+impl Panel<'_> {
+    /// Weight rows in the panel.
+    pub fn rows(&self) -> usize {
+        PANEL_ROWS.min(self.w.rows - self.first)
+    }
+
+    /// Asks for part `part` of `parts` of the next panel's weights, so that they come from
+    /// memory while this panel computes (the panels a thread takes are mostly consecutive).
+    /// A panel's rows are one run of bytes in either layout.
+    #[cfg(target_arch = "x86_64")]
+    pub fn prefetch_next(&self, part: usize, parts: usize) {
+        let row_bytes = self.w.row_bytes();
+        let start = (self.first + PANEL_ROWS).min(self.w.rows) * row_bytes;
+        let end = (self.first + 2 * PANEL_ROWS).min(self.w.rows) * row_bytes;
+        let chunk = (end - start).div_ceil(parts.max(1));
+        let from = (start + part * chunk).min(end);
+        for at in (from..(from + chunk).min(end)).step_by(64) {
+            // SAFETY: `at` is inside the weights, and a prefetch never faults anyway.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                    self.w.bytes.as_ptr().add(at).cast(),
+                )
+            };
+        }
+    }
+
+    /// The `len` bytes of block `b` of the panel's row `r`, in either layout.
+    pub fn w_block(&self, r: usize, b: usize, len: usize) -> &[u8] {
+        let row = self.first + r;
+        let group = row / MAX_TILE * MAX_TILE;
+        let (row_stride, block_stride) = self.w.strides(group);
+        let at = group * self.w.row_bytes() + (row - group) * row_stride + b * block_stride;
+        &self.w.bytes[at..][..len]
+    }
+}
+
+/// Writes `out[c][r]` = dot(weight row `first + r`, activation row c) for every activation row
+/// c < `out.len()` and r < [`Panel::rows`]. Such a kernel rewrites the panel's weights once into
+/// the form its inner loop reads best, which pays off only over many activation rows: prompts.
+pub type PanelFn = fn(&Panel<'_>, &mut [[f32; PANEL_ROWS]]);
+
 /// A weight type's kernel for one instruction set.
 #[derive(Clone, Copy)]
 pub struct Kernel {
     pub act: ActFormat,
     pub tile: TileFn,
+    /// For products with more than [`MAX_TILE`] activation rows, where the type has one on
+    /// this tier.
+    pub panel: Option<PanelFn>,
 }
 
 /// The kernel for weights of type `ty` on `isa` (the best variant that tier can run), or None for
@@ -134,16 +199,16 @@ pub fn kernel(ty: QuantType, isa: Isa) -> Option<Kernel> {
     if !Isa::available().contains(&isa) {
         return None;
     }
-    let (act, tile) = match ty {
-        QuantType::F16 => (ActFormat::F16, f16::select(isa)),
-        QuantType::Q4_0 => (ActFormat::Q8, q4_0::select(isa)),
-        QuantType::Q5_0 => (ActFormat::Q8, q5_0::select(isa)),
-        QuantType::Q8_0 => (ActFormat::Q8, q8_0::select(isa)),
-        QuantType::Q4K => (ActFormat::Q8K, q4_k::select(isa)),
-        QuantType::Q6K => (ActFormat::Q8K, q6_k::select(isa)),
+    let (act, tile, panel) = match ty {
+        QuantType::F16 => (ActFormat::F16, f16::select(isa), f16::select_panel(isa)),
+        QuantType::Q4_0 => (ActFormat::Q8, q4_0::select(isa), q4_0::select_panel(isa)),
+        QuantType::Q5_0 => (ActFormat::Q8, q5_0::select(isa), q5_0::select_panel(isa)),
+        QuantType::Q8_0 => (ActFormat::Q8, q8_0::select(isa), q8_0::select_panel(isa)),
+        QuantType::Q4K => (ActFormat::Q8K, q4_k::select(isa), None),
+        QuantType::Q6K => (ActFormat::Q8K, q6_k::select(isa), None),
         _ => return None,
     };
-    Some(Kernel { act, tile })
+    Some(Kernel { act, tile, panel })
 }
 
 /// Activation rows per panel: one panel's converted activations (64 rows of up to 2 KiB per
@@ -209,6 +274,7 @@ pub fn matmul_on(isa: Isa, w: &Weights<'_>, a: &[f32], dst: &mut [f32]) {
         }
         let operands = Operands {
             tile: kernel.tile,
+            panel: kernel.panel.filter(|_| m > MAX_TILE),
             w: *w,
             acts,
             a_row_bytes,
@@ -222,6 +288,8 @@ pub fn matmul_on(isa: Isa, w: &Weights<'_>, a: &[f32], dst: &mut [f32]) {
 /// Everything a panel needs, shared by the threads.
 struct Operands<'a> {
     tile: TileFn,
+    /// Set for prompts, where the type has a panel kernel.
+    panel: Option<PanelFn>,
     w: Weights<'a>,
     acts: &'a [u8],
     a_row_bytes: usize,
@@ -235,8 +303,22 @@ struct Output(*mut f32);
 // and none is read; the buffer outlives the parallel loop that uses it.
 unsafe impl Sync for Output {}
 
+impl Output {
+    /// The `len` cells from `start`.
+    ///
+    /// # Safety
+    /// They lie inside the output and no other thread touches them meanwhile.
+    #[allow(clippy::mut_from_ref)] // disjoint cells per caller, as for the raw writes
+    unsafe fn cells(&self, start: usize, len: usize) -> &mut [f32] {
+        std::slice::from_raw_parts_mut(self.0.add(start), len)
+    }
+}
+
 impl Operands<'_> {
     fn run(&self, dst: &mut [f32]) {
+        if let Some(panel) = self.panel {
+            return self.run_panels(panel, dst);
+        }
         let threads = rayon::current_num_threads().max(1);
         // Few activation rows (generation): split the weight rows into about 8 panels per
         // thread, enough to even out, in whole tiles. Many (a prompt): small square-ish panels.
@@ -259,6 +341,42 @@ impl Operands<'_> {
             (0..row_panels * col_panels).for_each(panel);
         } else {
             (0..row_panels * col_panels).into_par_iter().for_each(panel);
+        }
+    }
+
+    /// The product by prompt panels: each task takes [`PANEL_ROWS`] weight rows against every
+    /// activation row, so that its rewritten weights serve them all.
+    fn run_panels(&self, panel: PanelFn, dst: &mut [f32]) {
+        thread_local! {
+            /// A panel's outputs, [activation row][weight row].
+            static PANEL_OUT: RefCell<Vec<[f32; PANEL_ROWS]>> = const { RefCell::new(Vec::new()) };
+        }
+        let n = self.w.rows;
+        let out = Output(dst.as_mut_ptr());
+        let task = |index: usize| {
+            let operands = Panel {
+                w: self.w,
+                first: index * PANEL_ROWS,
+                a: self.acts,
+                a_row_bytes: self.a_row_bytes,
+            };
+            PANEL_OUT.with_borrow_mut(|panel_out| {
+                panel_out.resize(self.m, [0.0; PANEL_ROWS]);
+                panel(&operands, panel_out);
+                let rows = operands.rows();
+                for (c, values) in panel_out.iter().enumerate() {
+                    // SAFETY: c < m and first + rows <= n, so the cells are inside dst [m, n];
+                    // this panel is the only one covering them.
+                    let cells = unsafe { out.cells(c * n + operands.first, rows) };
+                    cells.copy_from_slice(&values[..rows]);
+                }
+            });
+        };
+        let panels = n.div_ceil(PANEL_ROWS);
+        if panels == 1 || rayon::current_num_threads() <= 1 {
+            (0..panels).for_each(task);
+        } else {
+            (0..panels).into_par_iter().for_each(task);
         }
     }
 
@@ -302,6 +420,14 @@ impl Operands<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every type's prompt panel kernels, where it has them.
+    #[test]
+    fn panels_match_the_reference_for_every_type() {
+        for ty in testing::TYPES {
+            testing::check_panels(ty);
+        }
+    }
 
     /// The driver over every kernel and layout: shapes with partial tiles and panels on both
     /// sides (and a last interleaved group of fewer rows), one thread and several, against the

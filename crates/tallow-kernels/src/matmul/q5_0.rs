@@ -8,7 +8,7 @@
 //! codes.
 
 use super::activations::{read_block, Q8Block};
-use super::{Isa, Tile, TileFn, MAX_TILE};
+use super::{Isa, PanelFn, Tile, TileFn, MAX_TILE};
 use half::f16;
 #[cfg(target_arch = "aarch64")]
 use {super::blocks32::neon, std::arch::aarch64::*};
@@ -23,6 +23,11 @@ pub(super) fn select(isa: Isa) -> TileFn {
         return tile;
     }
     tile_scalar
+}
+
+/// The prompt kernel, where this tier has one.
+pub(super) fn select_panel(isa: Isa) -> Option<PanelFn> {
+    super::blocks32::panel::<Blocks>(isa)
 }
 
 /// The portable kernel, and the reference the SIMD ones are read against.
@@ -50,7 +55,6 @@ fn tile_scalar(t: &Tile<'_>, out: &mut [[f32; MAX_TILE]; MAX_TILE]) {
 }
 
 /// Q5_0 as the SIMD kernels of [`super::blocks32`] read it.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 struct Blocks;
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]

@@ -4,7 +4,9 @@
 //! CPU has, every tile shape, and row lengths from a single block up.
 
 use super::activations::{read_block, Q8Block, Q8KBlock};
-use super::{kernel, matmul_on, ActFormat, Isa, Layout, Tile, Weights, MAX_TILE};
+use super::{
+    kernel, matmul_on, ActFormat, Isa, Layout, Panel, Tile, Weights, MAX_TILE, PANEL_ROWS,
+};
 use crate::{quantize_rows, QuantType};
 use candle_core::quantized::k_quants::{
     BlockQ4K, BlockQ4_0, BlockQ5_0, BlockQ6K, BlockQ8_0, GgmlType,
@@ -92,13 +94,26 @@ pub fn decode_activations(format: ActFormat, bytes: &[u8], values: usize) -> Vec
             }
         }
         ActFormat::F16 => {
-            for b in bytes.chunks_exact(2) {
-                out.push(half::f16::from_le_bytes([b[0], b[1]]).to_f32());
+            for b in bytes.chunks_exact(4) {
+                let x = f32::from_le_bytes(b.try_into().unwrap());
+                assert_eq!(x, half::f16::from_f32(x).to_f32(), "an f16 value");
+                out.push(x);
             }
         }
     }
     assert_eq!(out.len(), values);
     out
+}
+
+/// `bytes` as a matrix of `rows` rows of `cols` values in `layout`.
+fn matrix(ty: QuantType, layout: Layout, bytes: &[u8], rows: usize, cols: usize) -> Weights<'_> {
+    Weights {
+        ty,
+        layout,
+        bytes,
+        rows,
+        cols,
+    }
 }
 
 /// `w` (`rows` rows of `k` values in [`Layout::Rows`]) in `layout`.
@@ -107,14 +122,7 @@ pub fn laid_out(ty: QuantType, layout: Layout, w: &[u8], rows: usize, k: usize) 
         Layout::Rows => w.to_vec(),
         Layout::Interleaved => {
             let mut out = vec![0u8; w.len()];
-            let plain = Weights {
-                ty,
-                layout: Layout::Rows,
-                bytes: w,
-                rows,
-                cols: k,
-            };
-            plain.interleave_into(&mut out);
+            matrix(ty, Layout::Rows, w, rows, k).interleave_into(&mut out);
             out
         }
     }
@@ -193,14 +201,7 @@ pub fn check_tiles(ty: QuantType) {
                     // Exactly the bytes of the tile (a whole group of `rows` rows), so a read
                     // past them is out of bounds.
                     let w = laid_out(ty, layout, &c.w[..rows * c.w_row_bytes], rows, k);
-                    let (w_row_stride, w_block_stride) = Weights {
-                        ty,
-                        layout,
-                        bytes: &w,
-                        rows,
-                        cols: k,
-                    }
-                    .strides(0);
+                    let (w_row_stride, w_block_stride) = matrix(ty, layout, &w, rows, k).strides(0);
                     let a = c.a[..cols * c.a_row_bytes].to_vec();
                     let tile = Tile {
                         w: &w,
@@ -233,17 +234,54 @@ pub fn check_tiles(ty: QuantType) {
     }
 }
 
+/// Every panel of a matrix of 2 whole panels and a short one (5 rows), against 13 activation
+/// rows (a pass's worth and a remainder), every row length and layout, on every tier this CPU
+/// has a panel kernel for.
+pub fn check_panels(ty: QuantType) {
+    let (m, n) = (13, 2 * PANEL_ROWS + 5);
+    for &isa in Isa::available() {
+        let Some(panel_fn) = kernel(ty, isa).expect("kernel").panel else {
+            continue;
+        };
+        for (seed, k) in row_lengths(ty).into_iter().enumerate() {
+            let c = case(ty, m, n, k, seed as u64 + 7);
+            for &layout in Layout::all_for(ty) {
+                let bytes = laid_out(ty, layout, &c.w, n, k);
+                let w = matrix(ty, layout, &bytes, n, k);
+                for first in (0..n).step_by(PANEL_ROWS) {
+                    let panel = Panel {
+                        w,
+                        first,
+                        a: &c.a,
+                        a_row_bytes: c.a_row_bytes,
+                    };
+                    let mut out = vec![[f32::NAN; PANEL_ROWS]; m];
+                    panel_fn(&panel, &mut out);
+                    for (col, out) in out.iter().enumerate() {
+                        for (r, &got) in out.iter().enumerate().take(panel.rows()) {
+                            let row = first + r;
+                            assert_close(
+                                got,
+                                c.expected[col][row],
+                                c.magnitude[col][row],
+                                &format!(
+                                    "{ty:?} {layout:?} panel on {} k={k} [{col}][{row}]",
+                                    isa.name()
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The whole product through the driver in `layout`, on one thread and on a pool of three.
 pub fn check_matmul(isa: Isa, ty: QuantType, layout: Layout, m: usize, n: usize, k: usize) {
     let c = case(ty, m, n, k, (m * 1000 + n) as u64);
     let bytes = laid_out(ty, layout, &c.w, n, k);
-    let w = Weights {
-        ty,
-        layout,
-        bytes: &bytes,
-        rows: n,
-        cols: k,
-    };
+    let w = matrix(ty, layout, &bytes, n, k);
     for threads in [1, 3] {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
