@@ -256,7 +256,12 @@ mod x86 {
         for i0 in (0..whole).step_by(LANES) {
             let mut block = [_mm512_setzero_ps(); PANEL_ROWS];
             for (block, row) in block.iter_mut().zip(&rows) {
-                *block = _mm512_cvtph_ps(_mm256_loadu_si256(row.as_ptr().add(2 * i0).cast()));
+                let at = row.as_ptr().add(2 * i0);
+                // 512 values ahead in each of the 16 rows: they come from memory, and 16
+                // streams at once leave the hardware prefetchers behind (Qwen2.5-0.5B F16
+                // prompt: ~280 → ~320 tokens/s). Prefetches never fault, hence wrapping_add.
+                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(1024).cast());
+                *block = _mm512_cvtph_ps(_mm256_loadu_si256(at.cast()));
             }
             wide[i0..i0 + LANES].copy_from_slice(&transpose(block));
         }
