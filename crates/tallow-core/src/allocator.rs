@@ -15,6 +15,19 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Gives the system allocator's free heap pages back to the kernel. glibc keeps the pages of
+/// freed small blocks (only the top of its heap shrinks by itself), so a load's transient tables,
+/// such as a GGUF file's vocabulary strings and the tokenizer's intermediate maps (tens of MB for
+/// a 150k-token vocabulary), would still be resident when the weights arrive, and count at the
+/// peak.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the kernel; it takes the allocator's locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Smallest block the cache keeps: below it the system allocator reuses its heap anyway.
 const MIN_BYTES: usize = 1 << 20;
 /// Most blocks kept at once.

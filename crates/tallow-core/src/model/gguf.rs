@@ -51,6 +51,7 @@ pub(super) fn load(path: &Path, device: DeviceKind) -> Result<Model> {
     let file_type = meta.u64("general.file_type")?;
     let general = general_metadata(meta.entries());
     drop(meta);
+    crate::allocator::trim_heap();
     let weights = GgufWeights::new(file.clone(), spec.norm.sandwich, &candle_device);
     let decoder = Decoder::load(&spec, &weights, &candle_device)?;
     let chat = Chat::new(

@@ -25,6 +25,8 @@ pub(super) fn load(path: &Path, device: DeviceKind, quantize: Option<TensorType>
     let dir = ModelDir::locate(path)?;
     let mut spec = parse_config(&read_text(&dir.config)?)?;
     let tokenizer = Tokenizer::from_file(&dir.tokenizer)?;
+    // Parsing tokenizer.json leaves tens of MB of freed heap behind, before the weights.
+    crate::allocator::trim_heap();
     let candle_device = device.open()?;
     // CPUs have no fast half-precision arithmetic: compute in f32 there (as llama.cpp does).
     let compute_dtype = DType::F32;
