@@ -244,6 +244,16 @@ pub(super) mod x86 {
 
     struct Avx512Vnni;
 
+    /// Format `W`'s codes as `vpdpbusd` takes them, unsigned bytes first: (offset, the byte to
+    /// XOR into the codes). Signed codes go in shifted by 128.
+    #[inline(always)]
+    fn vnni_codes<W: Format>() -> (i32, i8) {
+        match W::CODES {
+            Codes::Unsigned(offset) => (offset, 0),
+            Codes::Signed => (128, -128),
+        }
+    }
+
     /// The AVX-512 VNNI kernel, on 512-bit vectors: the 4 rows' codes by 16-byte groups, row r
     /// in 128-bit lane r (vector j: values 16j..16j + 16), against an activation row's 16 bytes
     /// broadcast to every lane; `vpdpbusd` leaves row r's dot in i32 lanes 4r..4r + 3. Half the
@@ -251,11 +261,7 @@ pub(super) mod x86 {
     impl Kernel for Avx512Vnni {
         #[inline(always)]
         unsafe fn tile<W: Format, const R: usize, const C: usize>(t: &Tile<'_>, out: &mut Out) {
-            // vpdpbusd takes unsigned bytes first: signed codes go in shifted by 128.
-            let (offset, flip) = match W::CODES {
-                Codes::Unsigned(offset) => (offset, 0),
-                Codes::Signed => (128, -128),
-            };
+            let (offset, flip) = vnni_codes::<W>();
             // −offset in the low i16 half of lane 4r, the first of each row's lanes; 0 elsewhere.
             let minus_offset = _mm512_maskz_set1_epi32(0x1111, i32::from(-offset as u16));
             // Qwords 2r, 2r + 1 of the 16-byte groups ← qword r of the 8-byte groups j, j + 1.
@@ -450,11 +456,7 @@ pub(super) mod x86 {
                 && p.a.len() >= out.len() * p.a_row_bytes,
             "panel operands"
         );
-        // vpdpbusd takes unsigned bytes first: signed codes go in shifted by 128.
-        let offset = match W::CODES {
-            Codes::Unsigned(offset) => offset,
-            Codes::Signed => 128,
-        };
+        let (offset, _) = vnni_codes::<W>();
         const PASSES: [Pass; PASS_COLS] = [
             pass::<1>, pass::<2>, pass::<3>, pass::<4>, pass::<5>, pass::<6>, pass::<7>, pass::<8>,
         ];
@@ -481,18 +483,12 @@ pub(super) mod x86 {
     unsafe fn unpack<W: Format>(p: &Panel<'_>, blocks: usize, unpacked: &mut Vec<PanelBlock>) {
         unpacked.clear();
         unpacked.resize(blocks, EMPTY_BLOCK);
-        let flip = _mm256_set1_epi8(match W::CODES {
-            Codes::Unsigned(_) => 0,
-            Codes::Signed => -128,
-        });
+        let flip = _mm256_set1_epi8(vnni_codes::<W>().1);
         let rows = p.rows();
         for g in (0..rows).step_by(MAX_TILE) {
             let first = p.first + g;
             let (row_stride, block_stride) = p.w.strides(first);
-            let group =
-                p.w.bytes
-                    .as_ptr()
-                    .add(first * p.w.cols / 32 * W::BLOCK_BYTES);
+            let group = p.w.bytes.as_ptr().add(first * p.w.row_bytes());
             let count = MAX_TILE.min(rows - g);
             for (b, out) in unpacked.iter_mut().enumerate() {
                 let block = group.add(b * block_stride);

@@ -256,11 +256,12 @@ mod x86 {
         let k = p.w.cols;
         wide.clear();
         wide.resize(k, _mm512_setzero_ps());
-        let rows: Vec<&[u8]> = (0..p.rows()).map(|r| p.w_block(r, 0, 2 * k)).collect();
+        // The panel's rows, one after another (F16 weights are always in rows).
+        let rows = &p.w.bytes[p.first * 2 * k..][..p.rows() * 2 * k];
         let whole = k / LANES * LANES;
         for i0 in (0..whole).step_by(LANES) {
             let mut block = [_mm512_setzero_ps(); PANEL_ROWS];
-            for (block, row) in block.iter_mut().zip(&rows) {
+            for (block, row) in block.iter_mut().zip(rows.chunks_exact(2 * k)) {
                 let at = row.as_ptr().add(2 * i0);
                 // 512 values ahead in each of the 16 rows: they come from memory, and 16
                 // streams at once leave the hardware prefetchers behind (Qwen2.5-0.5B F16
@@ -273,7 +274,7 @@ mod x86 {
         // The last values of a row that is not a multiple of 16 long, one at a time.
         let lanes: &mut [[f32; PANEL_ROWS]] =
             std::slice::from_raw_parts_mut(wide.as_mut_ptr().cast(), k);
-        for (r, row) in rows.iter().enumerate() {
+        for (r, row) in rows.chunks_exact(2 * k).enumerate() {
             for (i, lane) in lanes.iter_mut().enumerate().skip(whole) {
                 lane[r] = weight(row, i);
             }

@@ -166,15 +166,6 @@ impl Panel<'_> {
             };
         }
     }
-
-    /// The `len` bytes of block `b` of the panel's row `r`, in either layout.
-    pub fn w_block(&self, r: usize, b: usize, len: usize) -> &[u8] {
-        let row = self.first + r;
-        let group = row / MAX_TILE * MAX_TILE;
-        let (row_stride, block_stride) = self.w.strides(group);
-        let at = group * self.w.row_bytes() + (row - group) * row_stride + b * block_stride;
-        &self.w.bytes[at..][..len]
-    }
 }
 
 /// Writes `out[c][r]` = dot(weight row `first + r`, activation row c) for every activation row
