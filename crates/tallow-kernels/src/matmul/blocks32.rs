@@ -413,31 +413,35 @@ pub(super) mod x86 {
         }
     }
 
-    /// One block index of a prompt panel, as its kernel reads it: the 16 rows' scales, and
-    /// their codes as unsigned bytes by groups of 4 values, `codes[q]` lane r = values
+    /// Weight rows the prompt kernel unpacks and runs at a time: a vector's 16 lanes (a panel
+    /// is two of them).
+    const HALF: usize = 16;
+
+    /// One block index of half a prompt panel, as its kernel reads it: the 16 rows' scales,
+    /// and their codes as unsigned bytes by groups of 4 values, `codes[q]` lane r = values
     /// 4q..4q + 4 of row r (rows past the matrix's end: scale and codes 0).
     #[derive(Clone, Copy)]
     #[repr(C, align(64))]
     struct PanelBlock {
-        scales: [f32; PANEL_ROWS],
-        codes: [[u32; PANEL_ROWS]; 8],
+        scales: [f32; HALF],
+        codes: [[u32; HALF]; 8],
     }
 
     const EMPTY_BLOCK: PanelBlock = PanelBlock {
-        scales: [0.0; PANEL_ROWS],
-        codes: [[0; PANEL_ROWS]; 8],
+        scales: [0.0; HALF],
+        codes: [[0; HALF]; 8],
     };
 
     /// Activation rows one pass of the prompt kernel takes: its accumulators.
     const PASS_COLS: usize = 8;
 
-    type Pass = unsafe fn(&[PanelBlock], i32, *const u8, usize, &mut [[f32; PANEL_ROWS]]);
+    type Pass = unsafe fn(&[PanelBlock], i32, *const u8, usize, &mut [[f32; PANEL_ROWS]], usize);
 
-    /// Prompts on AVX-512 VNNI. The panel's codes are unpacked once into [`PanelBlock`]s, so
-    /// that a 32-bit lane holds 4 codes of one row and the 16 lanes 16 rows. Against an
-    /// activation row's 4 bytes broadcast to every lane, `vpdpbusd` then adds 4 products to
-    /// each of the 16 rows' dots, 8 of them make the block's 16 integer dots, and one
-    /// conversion and FMA scale them: the tile kernel spends that conversion and FMA on 4
+    /// Prompts on AVX-512 VNNI, [`HALF`] rows at a time. Their codes are unpacked once into
+    /// [`PanelBlock`]s, so that a 32-bit lane holds 4 codes of one row and the 16 lanes 16
+    /// rows. Against an activation row's 4 bytes broadcast to every lane, `vpdpbusd` then adds
+    /// 4 products to each of the 16 rows' dots, 8 of them make the block's 16 integer dots, and
+    /// one conversion and FMA scale them: the tile kernel spends that conversion and FMA on 4
     /// rows, and unpacks the weights again for every 4 activation rows.
     pub(in super::super) fn panel_avx512vnni<W: Format>(
         p: &Panel<'_>,
@@ -466,27 +470,36 @@ pub(super) mod x86 {
             // panel's rows' blocks inside the weights (checked above), `pass` reads `blocks`
             // Q8 blocks of each of its activation rows, inside `p.a` (checked above).
             unsafe {
-                unpack::<W>(p, blocks, unpacked);
                 let passes = out.len().div_ceil(PASS_COLS);
-                for (c0, out) in (0..).step_by(PASS_COLS).zip(out.chunks_mut(PASS_COLS)) {
-                    p.prefetch_next(c0 / PASS_COLS, passes);
-                    let a = p.a.as_ptr().add(c0 * p.a_row_bytes);
-                    PASSES[out.len() - 1](unpacked, offset, a, p.a_row_bytes, out);
+                let halves = p.rows().div_ceil(HALF);
+                for half in 0..halves {
+                    let first = p.first + half * HALF;
+                    unpack::<W>(p, first..(first + HALF).min(p.w.rows), blocks, unpacked);
+                    for (c0, out) in (0..).step_by(PASS_COLS).zip(out.chunks_mut(PASS_COLS)) {
+                        p.prefetch_next(half * passes + c0 / PASS_COLS, halves * passes);
+                        let a = p.a.as_ptr().add(c0 * p.a_row_bytes);
+                        PASSES[out.len() - 1](unpacked, offset, a, p.a_row_bytes, out, half);
+                    }
                 }
             }
         });
     }
 
-    /// The panel's rows into `unpacked`, a group of (up to) 4 rows at a time by the tile
-    /// kernels' [`Format::rows_avx512`].
+    /// Weight rows `rows` (at most [`HALF`], from a multiple of [`MAX_TILE`]) into `unpacked`,
+    /// a group of (up to) 4 rows at a time by the tile kernels' [`Format::rows_avx512`].
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn unpack<W: Format>(p: &Panel<'_>, blocks: usize, unpacked: &mut Vec<PanelBlock>) {
+    unsafe fn unpack<W: Format>(
+        p: &Panel<'_>,
+        rows: std::ops::Range<usize>,
+        blocks: usize,
+        unpacked: &mut Vec<PanelBlock>,
+    ) {
         unpacked.clear();
         unpacked.resize(blocks, EMPTY_BLOCK);
         let flip = _mm256_set1_epi8(vnni_codes::<W>().1);
-        let rows = p.rows();
+        let (start, rows) = (rows.start, rows.len());
         for g in (0..rows).step_by(MAX_TILE) {
-            let first = p.first + g;
+            let first = start + g;
             let (row_stride, block_stride) = p.w.strides(first);
             let group = p.w.bytes.as_ptr().add(first * p.w.row_bytes());
             let count = MAX_TILE.min(rows - g);
@@ -527,8 +540,8 @@ pub(super) mod x86 {
         }
     }
 
-    /// Activation rows 0..C from `a` (`a_row_bytes` apart) against the unpacked panel; codes
-    /// stand for `code − offset`.
+    /// Activation rows 0..C from `a` (`a_row_bytes` apart) against the unpacked half `half` of
+    /// the panel, into its lanes of `out`; codes stand for `code − offset`.
     #[allow(clippy::needless_range_loop)] // acc[c] and activation row c read as the pass
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn pass<const C: usize>(
@@ -537,6 +550,7 @@ pub(super) mod x86 {
         a: *const u8,
         a_row_bytes: usize,
         out: &mut [[f32; PANEL_ROWS]],
+        half: usize,
     ) {
         let mut acc = [_mm512_setzero_ps(); C];
         for (b, block) in unpacked.iter().enumerate() {
@@ -560,7 +574,7 @@ pub(super) mod x86 {
             }
         }
         for c in 0..C {
-            _mm512_storeu_ps(out[c].as_mut_ptr(), acc[c]);
+            _mm512_storeu_ps(out[c].as_mut_ptr().add(half * HALF), acc[c]);
         }
     }
 }

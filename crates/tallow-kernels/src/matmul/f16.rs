@@ -206,18 +206,22 @@ mod x86 {
         }
     }
 
-    /// Activation rows one pass of the prompt kernel takes: its accumulators.
+    /// Activation rows one pass of the prompt kernel takes: 2 accumulators each.
     const PASS_COLS: usize = 12;
 
+    /// The panel's 32 rows as two vectors of 16 lanes.
+    const HALVES: usize = PANEL_ROWS / 16;
+
     /// Prompts on AVX-512. The panel's weights are widened to f32 once, value by value across
-    /// its rows: vector i holds value i of each of the 16 rows. Each activation value is then
-    /// broadcast against that vector, so one FMA makes 16 rows' products and no conversion
-    /// runs in the inner loop (the tile kernel converts each weight once per pair of
-    /// activation rows).
+    /// its rows: `wide[i]` holds value i of each of the 32 rows in two vectors. Each activation
+    /// value is then broadcast against those two vectors, so one broadcast feeds two FMAs of
+    /// 16 rows each and no conversion runs in the inner loop (the tile kernel converts each
+    /// weight once per pair of activation rows). A pass's 24 accumulators, 2 weight vectors and
+    /// a broadcast fill the 32 registers; with 16 rows, a load per FMA bounded the pass.
     pub(super) fn panel_avx512(p: &Panel<'_>, out: &mut [[f32; PANEL_ROWS]]) {
         thread_local! {
-            /// The widened panel, [k] vectors of PANEL_ROWS values.
-            static WIDE: RefCell<Vec<__m512>> = const { RefCell::new(Vec::new()) };
+            /// The widened panel, [k] pairs of vectors.
+            static WIDE: RefCell<Vec<[__m512; HALVES]>> = const { RefCell::new(Vec::new()) };
         }
         let k = p.w.cols;
         assert!(
@@ -232,8 +236,8 @@ mod x86 {
         ];
         WIDE.with_borrow_mut(|wide| {
             // SAFETY: only selected when Isa::detect/available found AVX-512 F (and F16C);
-            // `widen` writes k vectors and reads each panel row's 2k bytes, `pass` reads k
-            // vectors and k values of each of its activation rows, all checked above.
+            // `widen` writes k vector pairs and reads each panel row's 2k bytes, `pass` reads k
+            // pairs and k values of each of its activation rows, all checked above.
             unsafe {
                 widen(p, wide);
                 let passes = out.len().div_ceil(PASS_COLS);
@@ -246,30 +250,35 @@ mod x86 {
         });
     }
 
-    type Pass = unsafe fn(&[__m512], *const u8, usize, &mut [[f32; PANEL_ROWS]]);
+    type Pass = unsafe fn(&[[__m512; HALVES]], *const u8, usize, &mut [[f32; PANEL_ROWS]]);
 
-    /// The panel's rows into `wide`: `wide[i]` lane r = value i of row r (0 past the last row),
-    /// by blocks of 16 values of the 16 rows transposed in registers.
+    /// The panel's rows into `wide`: `wide[i][h]` lane l = value i of row 16h + l (0 past the
+    /// last row), by blocks of 16 values of 16 rows transposed in registers.
     #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-    unsafe fn widen(p: &Panel<'_>, wide: &mut Vec<__m512>) {
+    unsafe fn widen(p: &Panel<'_>, wide: &mut Vec<[__m512; HALVES]>) {
         const LANES: usize = 16;
         let k = p.w.cols;
         wide.clear();
-        wide.resize(k, _mm512_setzero_ps());
+        wide.resize(k, [_mm512_setzero_ps(); HALVES]);
         // The panel's rows, one after another (F16 weights are always in rows).
         let rows = &p.w.bytes[p.first * 2 * k..][..p.rows() * 2 * k];
         let whole = k / LANES * LANES;
-        for i0 in (0..whole).step_by(LANES) {
-            let mut block = [_mm512_setzero_ps(); PANEL_ROWS];
-            for (block, row) in block.iter_mut().zip(rows.chunks_exact(2 * k)) {
-                let at = row.as_ptr().add(2 * i0);
-                // 512 values ahead in each of the 16 rows: they come from memory, and 16
-                // streams at once leave the hardware prefetchers behind (Qwen2.5-0.5B F16
-                // prompt: ~280 → ~320 tokens/s). Prefetches never fault, hence wrapping_add.
-                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(1024).cast());
-                *block = _mm512_cvtph_ps(_mm256_loadu_si256(at.cast()));
+        for (h, half) in rows.chunks(LANES * 2 * k).enumerate() {
+            for i0 in (0..whole).step_by(LANES) {
+                let mut block = [_mm512_setzero_ps(); LANES];
+                for (block, row) in block.iter_mut().zip(half.chunks_exact(2 * k)) {
+                    let at = row.as_ptr().add(2 * i0);
+                    // 512 values ahead in each of the 16 rows: they come from memory, and 16
+                    // streams at once leave the hardware prefetchers behind (Qwen2.5-0.5B F16
+                    // prompt: ~280 → ~320 tokens/s). Prefetches never fault, hence wrapping_add.
+                    _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(1024).cast());
+                    *block = _mm512_cvtph_ps(_mm256_loadu_si256(at.cast()));
+                }
+                transpose(&mut block);
+                for (wide, column) in wide[i0..i0 + LANES].iter_mut().zip(block) {
+                    wide[h] = column;
+                }
             }
-            wide[i0..i0 + LANES].copy_from_slice(&transpose(block));
         }
         // The last values of a row that is not a multiple of 16 long, one at a time.
         let lanes: &mut [[f32; PANEL_ROWS]] =
@@ -281,52 +290,64 @@ mod x86 {
         }
     }
 
-    /// The 16×16 block `m` (vector r = row r) transposed (vector i = value i of every row):
-    /// blocks of 8, 4, 2 and 1 rows swapped across the diagonal in turn.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn transpose(mut m: [__m512; 16]) -> [__m512; 16] {
-        for d in [8, 4, 2, 1] {
-            // Row i takes the lanes of row i + d that face it across the diagonal, and the
-            // other way round.
-            let low: [i32; 16] =
-                std::array::from_fn(|l| if l & d == 0 { l } else { 16 + l - d } as i32);
-            let high: [i32; 16] =
-                std::array::from_fn(|l| if l & d == 0 { l + d } else { 16 + l } as i32);
-            let (low, high) = (
-                _mm512_loadu_si512(low.as_ptr().cast()),
-                _mm512_loadu_si512(high.as_ptr().cast()),
-            );
-            for i in (0..16).filter(|i| i & d == 0) {
-                let (a, b) = (m[i], m[i + d]);
+    /// The 16×16 block `m` (vector r = row r) transposed in place (vector i = value i of every
+    /// row): blocks of 8, 4, 2 and 1 rows swapped across the diagonal in turn.
+    #[inline(always)]
+    unsafe fn transpose(m: &mut [__m512; 16]) {
+        swap_across::<8>(m);
+        swap_across::<4>(m);
+        swap_across::<2>(m);
+        swap_across::<1>(m);
+    }
+
+    /// One step of [`transpose`]: row i takes the lanes of row i + D that face it across the
+    /// diagonal, and the other way round. D is a constant so that the loop unrolls and the 16
+    /// rows stay in registers.
+    #[inline(always)]
+    unsafe fn swap_across<const D: usize>(m: &mut [__m512; 16]) {
+        let low: [i32; 16] =
+            std::array::from_fn(|l| if l & D == 0 { l } else { 16 + l - D } as i32);
+        let high: [i32; 16] =
+            std::array::from_fn(|l| if l & D == 0 { l + D } else { 16 + l } as i32);
+        let (low, high) = (
+            _mm512_loadu_si512(low.as_ptr().cast()),
+            _mm512_loadu_si512(high.as_ptr().cast()),
+        );
+        for i in 0..16 {
+            if i & D == 0 {
+                let (a, b) = (m[i], m[i + D]);
                 m[i] = _mm512_permutex2var_ps(a, low, b);
-                m[i + d] = _mm512_permutex2var_ps(a, high, b);
+                m[i + D] = _mm512_permutex2var_ps(a, high, b);
             }
         }
-        m
     }
 
     /// Activation rows 0..C from `a` (`a_row_bytes` apart) against the widened panel.
     #[allow(clippy::needless_range_loop)] // acc[c] and a row c read as the pass they are
     #[target_feature(enable = "avx2,fma,f16c,avx512f")]
     unsafe fn pass<const C: usize>(
-        wide: &[__m512],
+        wide: &[[__m512; HALVES]],
         a: *const u8,
         a_row_bytes: usize,
         out: &mut [[f32; PANEL_ROWS]],
     ) {
-        let mut acc = [_mm512_setzero_ps(); C];
-        for (i, &w) in wide.iter().enumerate() {
+        let mut acc = [[_mm512_setzero_ps(); HALVES]; C];
+        for (i, w) in wide.iter().enumerate() {
             for c in 0..C {
                 let x = a
                     .add(c * a_row_bytes + 4 * i)
                     .cast::<f32>()
                     .read_unaligned();
-                acc[c] = _mm512_fmadd_ps(w, _mm512_set1_ps(x), acc[c]);
+                let x = _mm512_set1_ps(x);
+                for h in 0..HALVES {
+                    acc[c][h] = _mm512_fmadd_ps(w[h], x, acc[c][h]);
+                }
             }
         }
         for c in 0..C {
-            _mm512_storeu_ps(out[c].as_mut_ptr(), acc[c]);
+            for h in 0..HALVES {
+                _mm512_storeu_ps(out[c].as_mut_ptr().add(16 * h), acc[c][h]);
+            }
         }
     }
 }

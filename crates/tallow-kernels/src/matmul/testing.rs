@@ -234,11 +234,11 @@ pub fn check_tiles(ty: QuantType) {
     }
 }
 
-/// Every panel of a matrix of 2 whole panels and a short one (5 rows), against 13 activation
-/// rows (a pass's worth and a remainder), every row length and layout, on every tier this CPU
-/// has a panel kernel for.
+/// Every panel of a matrix of 2 whole panels and a short one (half a panel and 5 rows), against
+/// 13 activation rows (a pass's worth and a remainder), every row length and layout, on every
+/// tier this CPU has a panel kernel for.
 pub fn check_panels(ty: QuantType) {
-    let (m, n) = (13, 2 * PANEL_ROWS + 5);
+    let (m, n) = (13, 2 * PANEL_ROWS + PANEL_ROWS / 2 + 5);
     for &isa in Isa::available() {
         let Some(panel_fn) = kernel(ty, isa).expect("kernel").panel else {
             continue;
