@@ -14,6 +14,11 @@ use tallow_core::model::Model;
 static ALLOCATOR: ReusingAllocator = ReusingAllocator::new();
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // As the SDK sets it (src/native.ts): candle's pool worker sleeps after each op rather
+    // than spinning against the decoder's threads. Still one thread here, so setting is safe.
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path = args
         .first()
