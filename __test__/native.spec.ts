@@ -8,7 +8,7 @@ import { REPO_ROOT } from './helpers'
 function spinLimitAfterLoad(env: NodeJS.ProcessEnv): string {
   const script = [
     `const { native } = require(${JSON.stringify(join(REPO_ROOT, 'src', 'native.ts'))})`,
-    'native().availableDevices()',
+    'native()',
     'process.stdout.write(String(process.env.CANDLE_BARRIER_POOL_SPIN_LIMIT))',
   ].join('\n')
   const run = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], {

@@ -209,8 +209,10 @@ mod x86 {
     /// Activation rows one pass of the prompt kernel takes: 2 accumulators each.
     const PASS_COLS: usize = 12;
 
-    /// The panel's 32 rows as two vectors of 16 lanes.
-    const HALVES: usize = PANEL_ROWS / 16;
+    /// Rows of a panel half: a 512-bit vector's f32 lanes.
+    const HALF: usize = 16;
+    /// The panel's rows as vectors.
+    const HALVES: usize = PANEL_ROWS / HALF;
 
     /// Prompts on AVX-512. The panel's weights are widened to f32 once, value by value across
     /// its rows: `wide[i]` holds value i of each of the 32 rows in two vectors. Each activation
@@ -263,9 +265,9 @@ mod x86 {
         // The panel's rows, one after another (F16 weights are always in rows).
         let rows = &p.w.bytes[p.first * 2 * k..][..p.rows() * 2 * k];
         let whole = k / LANES * LANES;
-        for (h, half) in rows.chunks(LANES * 2 * k).enumerate() {
+        for (h, half) in rows.chunks(HALF * 2 * k).enumerate() {
             for i0 in (0..whole).step_by(LANES) {
-                let mut block = [_mm512_setzero_ps(); LANES];
+                let mut block = [_mm512_setzero_ps(); HALF];
                 for (block, row) in block.iter_mut().zip(half.chunks_exact(2 * k)) {
                     let at = row.as_ptr().add(2 * i0);
                     // 512 values ahead in each of the 16 rows: they come from memory, and 16
@@ -346,7 +348,7 @@ mod x86 {
         }
         for c in 0..C {
             for h in 0..HALVES {
-                _mm512_storeu_ps(out[c].as_mut_ptr().add(16 * h), acc[c][h]);
+                _mm512_storeu_ps(out[c].as_mut_ptr().add(HALF * h), acc[c][h]);
             }
         }
     }
