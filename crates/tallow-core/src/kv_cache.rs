@@ -22,6 +22,13 @@ impl LayerCache {
         self.len = self.len.min(len);
     }
 
+    /// The whole key and value buffers, [1, n_kv_heads, capacity, head_dim] each, and how many
+    /// of their first positions are valid (for kernels that read the cache in place); None
+    /// before the first append.
+    pub fn buffers(&self) -> Option<(&Tensor, &Tensor, usize)> {
+        Some((self.k.as_ref()?, self.v.as_ref()?, self.len))
+    }
+
     /// Appends `k`, `v` ([1, n_kv_heads, new, head_dim]) and returns every cached position,
     /// [1, n_kv_heads, len + new, head_dim] each (views into the buffers).
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {

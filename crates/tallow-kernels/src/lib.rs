@@ -5,8 +5,10 @@
 //! the model llama.cpp would run.
 //!
 //! [`matmul`] multiplies activations by weights in those layouts with SIMD kernels chosen at run
-//! time; [`norm`] is the fused RMSNorm of the CPU path.
+//! time; [`norm`] is the fused RMSNorm of the CPU path and [`attention`] the attention of one
+//! new position over its cache.
 
+pub mod attention;
 pub mod matmul;
 pub mod norm;
 pub mod quantize;

@@ -4,8 +4,9 @@
 use super::linear::Linear;
 use super::norm::RmsNorm;
 use super::rope::RopeTables;
+use crate::cpu_values::with_f32_values;
 use crate::kv_cache::LayerCache;
-use candle_core::{Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 
 pub struct Attention {
     /// [n_heads * head_dim, hidden]
@@ -51,6 +52,12 @@ impl Attention {
         let q = rope.apply(&heads(self.q.forward(x)?, h, &self.q_norm)?)?;
         let k = rope.apply(&heads(self.k.forward(x)?, kvh, &self.k_norm)?)?;
         let v = heads(self.v.forward(x)?, kvh, &None)?;
+        let on_cpu_f32 = [&q, &k, &v]
+            .iter()
+            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32);
+        if b == 1 && seq == 1 && mask.is_none() && on_cpu_f32 {
+            return self.o.forward(&self.attend_one_cpu(&q, &k, &v, cache)?);
+        }
         // [b, kv_heads, total, head_dim]
         let (mut k, mut v) = cache.append(&k, &v)?;
         if let (Some(w), None) = (self.sliding_window, mask) {
@@ -107,6 +114,44 @@ impl Attention {
             .transpose(1, 2)?
             .reshape((b, seq, h * hd))?;
         self.o.forward(&out)
+    }
+}
+
+impl Attention {
+    /// Generation on the CPU: appends the new position's `k`, `v` ([1, kv_heads, 1, head_dim])
+    /// to the cache, then attends `q` ([1, heads, 1, head_dim]) over the cache in place with
+    /// tallow-kernels (one pass per head instead of a dozen tensor operations). Returns
+    /// [1, 1, heads * head_dim].
+    fn attend_one_cpu(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        cache: &mut LayerCache,
+    ) -> Result<Tensor> {
+        cache.append(k, v)?;
+        let (k_buffer, v_buffer, total) = cache
+            .buffers()
+            .unwrap_or_else(|| unreachable!("a position was just appended"));
+        // The last `w` positions with a sliding window (the new one included).
+        let first = self.sliding_window.map_or(0, |w| total.saturating_sub(w));
+        let layer = tallow_kernels::attention::Attention {
+            heads: self.num_heads,
+            kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+            kv_head_stride: k_buffer.dim(2)? * self.head_dim,
+            scale: self.scale as f32,
+            softcap: self.softcap.map(|cap| cap as f32),
+        };
+        let mut out = vec![0f32; self.num_heads * self.head_dim];
+        with_f32_values(q, |q| {
+            with_f32_values(k_buffer, |k| {
+                with_f32_values(v_buffer, |v| {
+                    layer.attend_one(q, k, v, first..total, &mut out)
+                })
+            })
+        })???;
+        Tensor::from_vec(out, (1, 1, self.num_heads * self.head_dim), q.device())
     }
 }
 

@@ -33,7 +33,7 @@ mod q8_0;
 #[cfg(target_arch = "x86_64")]
 mod super_blocks_x86;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use crate::QuantType;
 pub use activations::ActFormat;
