@@ -1,6 +1,13 @@
 //! Borrowing the values of a CPU tensor, for the kernels that work on plain slices.
 
-use candle_core::{CpuStorage, Result, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
+
+/// Whether every tensor is f32 on the CPU: what the fused kernels of tallow-kernels take.
+pub fn all_cpu_f32(tensors: &[&Tensor]) -> bool {
+    tensors
+        .iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
 
 /// Runs `f` on the values of `x`, an f32 tensor on the CPU, in row-major order and without
 /// copying them when `x` is already contiguous.

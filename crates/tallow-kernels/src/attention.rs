@@ -1,17 +1,24 @@
-//! Attention of one new position (generation) over a layer's key/value cache, on plain f32
-//! slices: per query head, scores against every visible cached key, softmax, and the weighted sum
-//! of the values, without materializing any intermediate tensor.
+//! Attention on plain f32 slices, for the CPU path: the attention of one new position
+//! (generation) over a layer's key/value cache, and the causal softmax of a prompt's scores.
 //!
-//! Why: in generation the tensor-library version is a dozen operations per layer (a transposed
-//! copy of the keys, a contiguous copy of the values, two small matrix products with their thread
-//! pool setup, the scale, the softmax) whose fixed costs outweigh their arithmetic at the context
-//! lengths of a chat. Here it is one pass per head over the cache as it lies in memory.
+//! Generation ([`Attention::attend_one`]): per query head, scores against every visible cached
+//! key, softmax, and the weighted sum of the values, without any intermediate tensor. As tensor
+//! operations this was a dozen per layer (a transposed copy of the keys, a contiguous copy of the
+//! values, two small matrix products with their thread pool setup, the scale, the softmax) whose
+//! fixed costs outweighed their arithmetic at the context lengths of a chat.
 //!
-//! The arithmetic is that of the tensor version, in f32: `s = (q·k) · scale`, soft-capped as
-//! `cap · tanh(s / cap)` where the model asks, `p = exp(s - max) / Σ exp`, `out = Σ p · v`. Dot
-//! products accumulate in [`LANES`] independent lanes combined in a fixed order, so every
-//! instruction set tier gives the same bits.
+//! Prompts ([`Scores::causal_softmax`]): the scores of a micro-batch's queries are still one
+//! matrix product per KV head, but scaling, soft-capping, the causal mask and the softmax are one
+//! pass over them in place, where the tensor version made four full-size intermediates and ran
+//! the C library's `expf` one value at a time.
+//!
+//! The arithmetic is the tensor version's, in f32: `s = (q·k) · scale`, soft-capped as
+//! `cap · tanh(s / cap)` where the model asks, `p = exp(s - max) / Σ exp` (with the vectorized
+//! [`exp`], within 2 ulp), `out = Σ p · v`. Dot products, maxima and sums run in [`LANES`]
+//! independent lanes combined in a fixed order, so every instruction set tier gives the same
+//! bits.
 
+use crate::activation::exp;
 use crate::matmul::Isa;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -35,9 +42,14 @@ pub struct Attention {
     /// Values from one KV head's position 0 to the next head's, in the key and value buffers
     /// (the cache's capacity × `head_dim`).
     pub kv_head_stride: usize,
-    /// Factor on `q · k`.
+    pub scores: Scores,
+}
+
+/// How a layer's dot products become scores before the softmax: `s = (q · k) · scale`, then
+/// `cap · tanh(s / cap)` where the model soft-caps them (Gemma 2).
+#[derive(Debug, Clone, Copy)]
+pub struct Scores {
     pub scale: f32,
-    /// Scores become `cap · tanh(s / cap)` before the softmax (Gemma 2).
     pub softcap: Option<f32>,
 }
 
@@ -99,6 +111,54 @@ impl Attention {
     }
 }
 
+impl Scores {
+    /// The scores of a prompt's queries turned into probabilities, in place: `scores` is
+    /// [rows, total] with row `r` the dot products of query `r % seq` (at position
+    /// `total - seq + r % seq`: the rows of the `heads / kv_heads` query heads that share a KV
+    /// head follow each other) with the `total` cached keys. Each row is scaled, soft-capped,
+    /// and softmaxed over the positions its query sees (causal, within the sliding `window` if
+    /// any); the others get probability 0. One pass per row with the vectorized [`exp`], and
+    /// no mask tensor: the tensor-library version took four full-size intermediates.
+    ///
+    /// # Panics
+    /// If `scores` is not whole rows of `total`, or `seq` is 0 or more than `total`.
+    pub fn causal_softmax(
+        &self,
+        scores: &mut [f32],
+        seq: usize,
+        total: usize,
+        window: Option<usize>,
+    ) {
+        assert!(
+            (1..=total).contains(&seq) && scores.len().is_multiple_of(total),
+            "causal softmax: rows of {total} for {seq} queries"
+        );
+        let isa = Isa::detect();
+        let row = |(r, row): (usize, &mut [f32])| {
+            let position = total - seq + r % seq;
+            let first = window.map_or(0, |w| (position + 1).saturating_sub(w));
+            let (hidden_before, rest) = row.split_at_mut(first);
+            let (visible, hidden_after) = rest.split_at_mut(position + 1 - first);
+            hidden_before.fill(0.0);
+            hidden_after.fill(0.0);
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: Isa::detect found AVX-512F on this CPU for this tier.
+                Isa::Avx512Vnni => unsafe { x86::softmax_avx512(self, visible) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: Isa::detect found AVX2 on this CPU for this tier.
+                Isa::Avx2 => unsafe { x86::softmax_avx2(self, visible) },
+                _ => softmax(self, visible),
+            }
+        };
+        if scores.len() < PARALLEL_MACS {
+            scores.chunks_mut(total).enumerate().for_each(row);
+        } else {
+            scores.par_chunks_mut(total).enumerate().for_each(row);
+        }
+    }
+}
+
 /// One query head over `k`, `v` ([positions, head_dim]), into `out` ([head_dim]).
 fn one_head(isa: Isa, layer: &Attention, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
     thread_local! {
@@ -134,25 +194,58 @@ fn head(
 ) {
     let head_dim = q.len();
     for (score, key) in scores.iter_mut().zip(k.chunks_exact(head_dim)) {
-        let s = dot(q, key) * layer.scale;
-        *score = match layer.softcap {
-            Some(cap) => (s / cap).tanh() * cap,
-            None => s,
-        };
+        *score = dot(q, key);
     }
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
+    softmax(&layer.scores, scores);
     out.fill(0.0);
-    for (&e, value) in scores.iter().zip(v.chunks_exact(head_dim)) {
-        let p = e / sum;
+    for (&p, value) in scores.iter().zip(v.chunks_exact(head_dim)) {
         for (o, &x) in out.iter_mut().zip(value) {
             *o += p * x;
         }
     }
+}
+
+/// Dot products `q · k` into probabilities, in place: `s = (q · k) · scale`, soft-capped as
+/// `cap · tanh(s / cap)`, then `exp(s - max) / Σ exp`.
+#[inline(always)]
+fn softmax(how: &Scores, scores: &mut [f32]) {
+    for score in scores.iter_mut() {
+        let s = *score * how.scale;
+        *score = match how.softcap {
+            Some(cap) => (s / cap).tanh() * cap,
+            None => s,
+        };
+    }
+    let max = lanes_fold(scores, f32::NEG_INFINITY, f32::max);
+    for s in scores.iter_mut() {
+        *s = exp(*s - max);
+    }
+    let sum = lanes_fold(scores, 0.0, |a, b| a + b);
+    for s in scores.iter_mut() {
+        *s /= sum;
+    }
+}
+
+/// `values` folded with `f` in [`LANES`] lanes, the lanes then pairwise, then the tail in
+/// order: a fixed order (the same bits on every tier) that vectorizes, where a single running
+/// value would be a chain of dependent scalar operations.
+#[inline(always)]
+fn lanes_fold(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let (chunks, tail) = values.as_chunks::<LANES>();
+    let mut lanes = [init; LANES];
+    for chunk in chunks {
+        for i in 0..LANES {
+            lanes[i] = f(lanes[i], chunk[i]);
+        }
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            lanes[i] = f(lanes[i], lanes[i + width]);
+        }
+    }
+    tail.iter().fold(lanes[0], |acc, &v| f(acc, v))
 }
 
 /// `a · b` in [`LANES`] lanes (lane i sums the products at i, i + LANES, ...), then the lanes
@@ -184,8 +277,20 @@ fn tail_dot(a: &[f32], b: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{head, tail_dot, Attention, LANES};
+    use super::{head, softmax, tail_dot, Attention, Scores, LANES};
     use std::arch::x86_64::*;
+
+    /// [`softmax`] on AVX-512.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn softmax_avx512(how: &Scores, scores: &mut [f32]) {
+        softmax(how, scores)
+    }
+
+    /// [`softmax`] on AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn softmax_avx2(how: &Scores, scores: &mut [f32]) {
+        softmax(how, scores)
+    }
 
     /// [`head`] on AVX-512.
     #[target_feature(enable = "avx512f")]
@@ -274,7 +379,7 @@ mod tests {
         positions: Range<usize>,
     ) -> Vec<f64> {
         let hd = layer.head_dim;
-        let (scale, softcap) = (layer.scale, layer.softcap);
+        let Scores { scale, softcap } = layer.scores;
         let mut out = vec![0f64; layer.heads * hd];
         for h in 0..layer.heads {
             let base = layer.cache_range(h, &(0..0)).start;
@@ -321,8 +426,10 @@ mod tests {
                 kv_heads,
                 head_dim,
                 kv_head_stride: capacity * head_dim,
-                scale: 1.0 / (head_dim as f32).sqrt(),
-                softcap,
+                scores: Scores {
+                    scale: 1.0 / (head_dim as f32).sqrt(),
+                    softcap,
+                },
             };
             let seed = seed as u64 * 3;
             let q = random_values(heads * head_dim, seed);
@@ -353,6 +460,62 @@ mod tests {
             let mut out = vec![0f32; heads * head_dim];
             layer.attend_one(&q, &k, &v, positions, &mut out);
             assert_eq!(first.as_ref(), Some(&out), "attend_one against its tiers");
+        }
+    }
+
+    /// Causal rows with and without a window, grouped rows (the same query position repeats
+    /// every `seq` rows), soft-capping, and enough rows to run in parallel; against the f64
+    /// definition with an explicit mask.
+    #[test]
+    fn causal_softmax_matches_a_masked_softmax() {
+        // rows per query (grouped heads), seq, total, window, softcap
+        let cases = [
+            (1, 5, 5, None, None),
+            (7, 16, 40, None, None),
+            (4, 9, 9, Some(4), Some(30.0)),
+            (2, 300, 2100, Some(1000), None),
+        ];
+        for (seed, (group, seq, total, window, softcap)) in cases.into_iter().enumerate() {
+            let how = Scores {
+                scale: 0.125,
+                softcap,
+            };
+            let scores: Vec<f32> = random_values(group * seq * total, seed as u64)
+                .iter()
+                .map(|s| s * 40.0)
+                .collect();
+            let mut probs = scores.clone();
+            how.causal_softmax(&mut probs, seq, total, window);
+            for (r, (row, got)) in scores.chunks(total).zip(probs.chunks(total)).enumerate() {
+                let position = total - seq + r % seq;
+                let visible = |j: usize| j <= position && window.is_none_or(|w| j + w > position);
+                let capped: Vec<f64> = row
+                    .iter()
+                    .map(|&s| {
+                        let s = s as f64 * 0.125;
+                        softcap.map_or(s, |cap: f32| (s / cap as f64).tanh() * cap as f64)
+                    })
+                    .collect();
+                let max = (0..total)
+                    .filter(|&j| visible(j))
+                    .map(|j| capped[j])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = (0..total)
+                    .filter(|&j| visible(j))
+                    .map(|j| (capped[j] - max).exp())
+                    .sum();
+                for (j, &p) in got.iter().enumerate() {
+                    let want = if visible(j) {
+                        (capped[j] - max).exp() / sum
+                    } else {
+                        0.0
+                    };
+                    assert!(
+                        (p as f64 - want).abs() <= 1e-5,
+                        "row {r} of {group}×{seq}, position {j}: {p} against {want}"
+                    );
+                }
+            }
         }
     }
 }

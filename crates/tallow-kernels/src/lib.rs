@@ -5,9 +5,11 @@
 //! the model llama.cpp would run.
 //!
 //! [`matmul`] multiplies activations by weights in those layouts with SIMD kernels chosen at run
-//! time; [`norm`] is the fused RMSNorm of the CPU path and [`attention`] the attention of one
-//! new position over its cache.
+//! time; [`norm`] is the fused RMSNorm of the CPU path, [`activation`] the feed-forward block's
+//! gated SiLU, and [`attention`] the attention of one new position over its cache and the causal
+//! softmax of a prompt.
 
+pub mod activation;
 pub mod attention;
 pub mod matmul;
 pub mod norm;

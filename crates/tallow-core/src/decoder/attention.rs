@@ -4,9 +4,9 @@
 use super::linear::Linear;
 use super::norm::RmsNorm;
 use super::rope::RopeTables;
-use crate::cpu_values::with_f32_values;
+use crate::cpu_values::{all_cpu_f32, with_f32_values};
 use crate::kv_cache::LayerCache;
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{CpuStorage, Device, InplaceOp1, Layout, Result, Tensor};
 
 pub struct Attention {
     /// [n_heads * head_dim, hidden]
@@ -52,10 +52,7 @@ impl Attention {
         let q = rope.apply(&heads(self.q.forward(x)?, h, &self.q_norm)?)?;
         let k = rope.apply(&heads(self.k.forward(x)?, kvh, &self.k_norm)?)?;
         let v = heads(self.v.forward(x)?, kvh, &None)?;
-        let on_cpu_f32 = [&q, &k, &v]
-            .iter()
-            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32);
-        if b == 1 && seq == 1 && mask.is_none() && on_cpu_f32 {
+        if b == 1 && seq == 1 && mask.is_none() && all_cpu_f32(&[&q, &k, &v]) {
             return self.o.forward(&self.attend_one_cpu(&q, &k, &v, cache)?);
         }
         // [b, kv_heads, total, head_dim]
@@ -78,17 +75,22 @@ impl Attention {
         let attend = |q: &Tensor, k: &Tensor, v: &Tensor| -> Result<Tensor> {
             let heads = q.dim(1)?;
             // [b, heads, group * seq, total]
-            let mut scores = (q.matmul(&k.t()?)? * self.scale)?;
-            if let Some(cap) = self.softcap {
-                scores = ((scores / cap)?.tanh()? * cap)?;
-            }
-            if let Some(mask) = mask {
-                scores = scores
-                    .reshape((b, heads, group, seq, total))?
-                    .broadcast_add(mask)?
-                    .reshape((b, heads, group * seq, total))?;
-            }
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let scores = q.matmul(&k.t()?)?;
+            let probs = if b == 1 && mask.is_some() && all_cpu_f32(&[&scores]) {
+                self.causal_softmax_cpu(scores, seq, total)?
+            } else {
+                let mut scores = (scores * self.scale)?;
+                if let Some(cap) = self.softcap {
+                    scores = ((scores / cap)?.tanh()? * cap)?;
+                }
+                if let Some(mask) = mask {
+                    scores = scores
+                        .reshape((b, heads, group, seq, total))?
+                        .broadcast_add(mask)?
+                        .reshape((b, heads, group * seq, total))?;
+                }
+                candle_nn::ops::softmax_last_dim(&scores)?
+            };
             probs.matmul(&v.contiguous()?)
         };
         // A prompt's scores for all heads at once are large (Llama-3.2-1B, 512 tokens: 32 MiB
@@ -140,8 +142,7 @@ impl Attention {
             kv_heads: self.num_kv_heads,
             head_dim: self.head_dim,
             kv_head_stride: k_buffer.dim(2)? * self.head_dim,
-            scale: self.scale as f32,
-            softcap: self.softcap.map(|cap| cap as f32),
+            scores: self.scores(),
         };
         let mut out = vec![0f32; self.num_heads * self.head_dim];
         with_f32_values(q, |q| {
@@ -152,6 +153,52 @@ impl Attention {
             })
         })???;
         Tensor::from_vec(out, (1, 1, self.num_heads * self.head_dim), q.device())
+    }
+
+    /// A prompt's probabilities on the CPU: `scores` ([1, heads, group * seq, total] dot
+    /// products of the `seq` new queries with every cached key) scaled, soft-capped and
+    /// softmaxed over the causal window in place (tallow-kernels, no mask tensor).
+    fn causal_softmax_cpu(&self, scores: Tensor, seq: usize, total: usize) -> Result<Tensor> {
+        scores.inplace_op1(&CausalSoftmax {
+            scores: self.scores(),
+            seq,
+            total,
+            window: self.sliding_window,
+        })?;
+        Ok(scores)
+    }
+
+    /// How this layer's dot products become scores, for tallow-kernels.
+    fn scores(&self) -> tallow_kernels::attention::Scores {
+        tallow_kernels::attention::Scores {
+            scale: self.scale as f32,
+            softcap: self.softcap.map(|cap| cap as f32),
+        }
+    }
+}
+
+/// [`tallow_kernels::attention::Scores::causal_softmax`] as an in-place op on a contiguous
+/// scores tensor (the product's fresh output: no copy).
+struct CausalSoftmax {
+    scores: tallow_kernels::attention::Scores,
+    seq: usize,
+    total: usize,
+    window: Option<usize>,
+}
+
+impl InplaceOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let (CpuStorage::F32(values), Some((start, end))) = (storage, layout.contiguous_offsets())
+        else {
+            candle_core::bail!("causal softmax: contiguous f32 scores expected");
+        };
+        self.scores
+            .causal_softmax(&mut values[start..end], self.seq, self.total, self.window);
+        Ok(())
     }
 }
 
