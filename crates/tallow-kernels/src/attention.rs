@@ -27,9 +27,10 @@ use std::ops::Range;
 /// Accumulator lanes of a dot product: one AVX-512 register, two AVX2 ones, four of SSE or NEON.
 const LANES: usize = 16;
 
-/// Multiply-adds below which the heads run on the calling thread: waking the pool's workers
-/// costs more than a few microseconds of arithmetic (Qwen2.5-0.5B at 128 positions is ~115K).
-const PARALLEL_MACS: usize = 1 << 20;
+/// Multiply-adds (heads × positions × head_dim), or scores for the softmax, below which the
+/// work runs on the calling thread: waking the pool's workers costs more than a few
+/// microseconds of arithmetic (Qwen2.5-0.5B at 128 positions is ~115K multiply-adds).
+const PARALLEL_WORK: usize = 1 << 20;
 
 /// One layer's attention: its heads, its scores, and the layout of its cache.
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +98,7 @@ impl Attention {
             let query = &q[h * head_dim..][..head_dim];
             one_head(isa, self, query, &k[cache.clone()], &v[cache], out);
         };
-        if heads * positions.len() * head_dim < PARALLEL_MACS {
+        if heads * positions.len() * head_dim < PARALLEL_WORK {
             out.chunks_mut(head_dim).enumerate().for_each(head);
         } else {
             out.par_chunks_mut(head_dim).enumerate().for_each(head);
@@ -151,7 +152,7 @@ impl Scores {
                 _ => softmax(self, visible),
             }
         };
-        if scores.len() < PARALLEL_MACS {
+        if scores.len() < PARALLEL_WORK {
             scores.chunks_mut(total).enumerate().for_each(row);
         } else {
             scores.par_chunks_mut(total).enumerate().for_each(row);
@@ -226,8 +227,8 @@ fn softmax(how: &Scores, scores: &mut [f32]) {
     }
 }
 
-/// `values` folded with `f` in [`LANES`] lanes, the lanes then pairwise, then the tail in
-/// order: a fixed order (the same bits on every tier) that vectorizes, where a single running
+/// `values` folded with `f` in [`LANES`] lanes, the lanes then pairwise ([`combine_lanes`]),
+/// then the tail in order: a fixed order (the same bits on every tier) that vectorizes, where a single running
 /// value would be a chain of dependent scalar operations.
 #[inline(always)]
 fn lanes_fold(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
@@ -238,6 +239,14 @@ fn lanes_fold(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
             lanes[i] = f(lanes[i], chunk[i]);
         }
     }
+    tail.iter()
+        .fold(combine_lanes(lanes, &f), |acc, &v| f(acc, v))
+}
+
+/// The lanes folded pairwise with `f`: lane i with lane i + 8, then i + 4, i + 2, i + 1 (a tree
+/// of vector operations, not a chain of sixteen dependent ones).
+#[inline(always)]
+fn combine_lanes(mut lanes: [f32; LANES], f: impl Fn(f32, f32) -> f32) -> f32 {
     let mut width = LANES;
     while width > 1 {
         width /= 2;
@@ -245,12 +254,12 @@ fn lanes_fold(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
             lanes[i] = f(lanes[i], lanes[i + width]);
         }
     }
-    tail.iter().fold(lanes[0], |acc, &v| f(acc, v))
+    lanes[0]
 }
 
 /// `a · b` in [`LANES`] lanes (lane i sums the products at i, i + LANES, ...), then the lanes
-/// pairwise (lane i += lane i + 8, then i + 4, i + 2, i + 1), then the tail in order. The SIMD
-/// tiers do exactly these operations.
+/// pairwise ([`combine_lanes`]), then the tail in order. The SIMD tiers do exactly these
+/// operations.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; LANES];
     let ((a_chunks, a_tail), (b_chunks, b_tail)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
@@ -259,14 +268,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
             lanes[i] += x[i] * y[i];
         }
     }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            lanes[i] += lanes[i + width];
-        }
-    }
-    lanes[0] + tail_dot(a_tail, b_tail)
+    combine_lanes(lanes, |a, b| a + b) + tail_dot(a_tail, b_tail)
 }
 
 /// The products past the last whole group of [`LANES`], summed in order.
